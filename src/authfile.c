@@ -1,0 +1,1 @@
+/* authfile.c - placeholder until implemented. */

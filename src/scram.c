@@ -1,0 +1,1 @@
+/* scram.c - placeholder until implemented. */

@@ -1,0 +1,116 @@
+/*
+ * util.c - growable buffers, clocks, string and random helpers.
+ */
+#include "util.h"
+
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void buf_init(struct pv_buf *b)
+{
+	b->data = NULL;
+	b->pos = b->len = b->cap = 0;
+}
+
+void buf_free(struct pv_buf *b)
+{
+	free(b->data);
+	buf_init(b);
+}
+
+bool buf_reserve(struct pv_buf *b, size_t extra)
+{
+	size_t need, ncap;
+	uint8_t *n;
+
+	if (extra > SIZE_MAX - b->len)
+		return false;
+	need = b->len + extra;
+	if (need <= b->cap)
+		return true;
+	/* Reclaim consumed space before growing. */
+	if (b->pos > 0) {
+		buf_compact(b);
+		need = b->len + extra;
+		if (need <= b->cap)
+			return true;
+	}
+	ncap = b->cap ? b->cap : 256;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2)
+			return false;
+		ncap *= 2;
+	}
+	n = realloc(b->data, ncap);
+	if (!n)
+		return false;
+	b->data = n;
+	b->cap = ncap;
+	return true;
+}
+
+bool buf_append(struct pv_buf *b, const void *data, size_t n)
+{
+	if (!buf_reserve(b, n))
+		return false;
+	if (n)
+		memcpy(b->data + b->len, data, n);
+	b->len += n;
+	return true;
+}
+
+void buf_compact(struct pv_buf *b)
+{
+	if (b->pos == 0)
+		return;
+	if (b->pos < b->len)
+		memmove(b->data, b->data + b->pos, b->len - b->pos);
+	b->len -= b->pos;
+	b->pos = 0;
+}
+
+usec_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (usec_t)ts.tv_sec * USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+usec_t mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (usec_t)ts.tv_sec * USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+size_t strlcpy_pv(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+	if (size > 0) {
+		size_t c = n < size - 1 ? n : size - 1;
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return n;
+}
+
+char *strdup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+bool mem_equal_ct(const void *a, const void *b, size_t n)
+{
+	const volatile uint8_t *x = a, *y = b;
+	uint8_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+bool random_bytes(void *buf, size_t n)
+{
+	return RAND_bytes(buf, (int)n) == 1;
+}
