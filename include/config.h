@@ -177,7 +177,15 @@ struct pv_config {
 	int sbuf_loopcnt;
 	int scram_iterations;
 	usec_t server_check_delay;
+	/*
+	 * The health-check query. PgBouncer's default "<empty>" means "send an
+	 * empty query" and an explicit "" means "no check": here the default is
+	 * server_check_query = "" with server_check_query_disabled = 0, and an
+	 * empty value in the file sets server_check_query_disabled = 1. Writing
+	 * "<empty>" in the file is the same as the default.
+	 */
 	char *server_check_query;
+	int server_check_query_disabled; /* pgvigil: not an ini key, see above */
 	usec_t server_connect_timeout;
 	int server_fast_close;
 	usec_t server_idle_timeout;
@@ -226,14 +234,24 @@ struct pv_config {
  */
 struct pv_config *config_load(const char *path, char *err, size_t errlen);
 
+/*
+ * Parse an in-memory file image (need not be NUL-terminated; a NUL byte inside
+ * is an error). `origin` names it in error messages and becomes conffile
+ * ("<buffer>" when NULL). %include lines still open files relative to CWD.
+ * Same result/err contract as config_load().
+ */
+struct pv_config *config_parse_buffer(const char *text, size_t len, const char *origin, char *err,
+				      size_t errlen);
+
 /* Free a config and everything it owns. NULL is allowed. */
 void config_free(struct pv_config *cf);
 
 /*
  * Prepare `next` to replace `running` on RELOAD: copies every non-reloadable
  * key's value from running into next (PgBouncer silently keeps them).
+ * Returns false (next untouched) only when memory runs out.
  */
-void config_keep_non_reloadable(struct pv_config *next, const struct pv_config *running);
+bool config_keep_non_reloadable(struct pv_config *next, const struct pv_config *running);
 
 /* Look up entries; NULL when absent. */
 struct db_conf *config_find_db(const struct pv_config *cf, const char *name);
@@ -254,7 +272,10 @@ struct config_row {
 };
 bool config_row_at(const struct pv_config *cf, size_t index, struct config_row *row);
 
-/* Set one [pgbouncer] key from text (admin SET). false + err on bad key/value. */
+/*
+ * Set one [pgbouncer] key from text (admin SET). false + err on bad key/value.
+ * A non-reloadable key returns true and changes nothing (as PgBouncer does).
+ */
 bool config_set_key(struct pv_config *cf, const char *key, const char *value, char *err,
 		    size_t errlen);
 
@@ -262,5 +283,9 @@ bool config_set_key(struct pv_config *cf, const char *key, const char *value, ch
 const char *pool_mode_name(enum pool_mode m);
 const char *auth_type_name(enum auth_type t);
 const char *ssl_mode_name(enum ssl_mode m);
+const char *lb_hosts_name(enum lb_hosts l);
+
+/* Number of [pgbouncer] keys (rows of SHOW CONFIG). */
+size_t config_key_count(void);
 
 #endif

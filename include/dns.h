@@ -25,11 +25,23 @@ struct dns_result {
 	socklen_t lens[DNS_MAX_ADDRS];
 };
 
-/* err is NULL on success; res is valid only during the call. */
+/*
+ * err is NULL on success; res is valid only during the call. The request
+ * handle is freed before the callback runs: never dns_cancel() it from inside
+ * or after its callback. Do not call dns_destroy() from a callback.
+ */
 typedef void (*dns_callback)(void *arg, const char *err, const struct dns_result *res);
 
+/*
+ * resolv_conf: NULL or "" for the system default (/etc/resolv.conf).
+ * Host names are looked up in /etc/hosts first, then DNS.
+ */
 struct dns_ctx *dns_create(struct event_base *base, const char *resolv_conf, char *err,
 			   size_t errlen);
+/*
+ * Frees everything, including requests still pending: their callbacks are
+ * NOT called and their handles become invalid (the caller is shutting down).
+ */
 void dns_destroy(struct dns_ctx *ctx);
 /* Apply dns_max_ttl / dns_nxdomain_ttl (on load and RELOAD). */
 void dns_set_ttls(struct dns_ctx *ctx, usec_t max_ttl, usec_t nxdomain_ttl);
@@ -46,5 +58,14 @@ bool dns_cache_row(struct dns_ctx *ctx, size_t index, char *host, size_t hostlen
 /* Counters for SHOW LISTS. */
 int dns_names_count(struct dns_ctx *ctx);
 int dns_pending_count(struct dns_ctx *ctx);
+
+/* Number of DNS queries started so far (cache misses); for tests and stats. */
+unsigned long dns_query_count(struct dns_ctx *ctx);
+/*
+ * Override the name servers: "ip[:port],..." as in ares_set_servers_ports_csv
+ * ("[::1]:53" for IPv6 with a port). Call it before any lookup is in
+ * flight (c-ares refuses otherwise). Returns false on a malformed list.
+ */
+bool dns_set_servers(struct dns_ctx *ctx, const char *csv);
 
 #endif

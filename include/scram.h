@@ -65,6 +65,10 @@ struct scram_server {
 	 * so pgvigil can log in to PostgreSQL with the same secret (pass-through). */
 	uint8_t client_key[SCRAM_KEY_LEN];
 	bool have_client_key;
+	/* GS2 channel-binding flag of the client-first ('n' or 'y'); its c= must match. */
+	char cbind_flag;
+	/* Server nonce part to use instead of a random one ("" = random). Tests only. */
+	char test_nonce[64];
 };
 
 void scram_server_init(struct scram_server *st, const struct scram_secret *secret, bool mock);
@@ -111,6 +115,17 @@ char *scram_client_final(struct scram_client *st, const char *server_first, size
 			 size_t errlen);
 /* Verify server-final-message "v=<sig>". */
 bool scram_client_verify_final(struct scram_client *st, const char *server_final, size_t len);
+
+/* --- tests only ------------------------------------------------------------ */
+
+/*
+ * Fix the nonces so known test vectors (RFC 7677) can be replayed. Must be
+ * called after *_init and before the first message; the nonce must be printable
+ * ASCII without ',' and shorter than the field it is copied to. Never used by the
+ * pooler itself.
+ */
+bool scram_client_set_nonce_for_test(struct scram_client *st, const char *nonce);
+bool scram_server_set_nonce_for_test(struct scram_server *st, const char *nonce);
 
 /* Base64 helpers (standard alphabet with padding). Return output length or -1. */
 int pv_b64_encode(const uint8_t *src, size_t len, char *dst, size_t dstlen);

@@ -1,21 +1,45 @@
 /*
- * main.c - command line, process set-up and the event loop.
+ * main.c - command line, process set-up (user, daemon, pidfile), signals,
+ * configuration (re)load and the event loop.
  */
 #include "pv_build_config.h"
+#include "authfile.h"
+#include "dns.h"
+#include "janitor.h"
+#include "listener.h"
 #include "log.h"
+#include "pool.h"
+#include "sbuf.h"
+#include "varcache.h"
 
-#include <event2/event.h>
-#include <openssl/opensslv.h>
 #include <ares.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <openssl/opensslv.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+enum shutdown_mode {
+	RUNNING,
+	WAIT_FOR_SERVERS, /* SIGINT */
+	WAIT_FOR_CLIENTS, /* SIGTERM */
+	SHUTDOWN_NOW,
+};
+
+static enum shutdown_mode shutdown_mode = RUNNING;
+static const char *pidfile_written;
 
 static void usage(FILE *out, const char *prog)
 {
 	fprintf(out,
-		"%s is a PostgreSQL connection pooler with governance for AI agents.\n\n"
+		"pgvigil is a PostgreSQL connection pooler with governance for AI agents.\n\n"
 		"Usage:\n  %s [OPTION]... CONFIG_FILE\n\n"
 		"Options:\n"
 		"  -d, --daemon         run in background (as a daemon)\n"
@@ -24,7 +48,7 @@ static void usage(FILE *out, const char *prog)
 		"  -u, --user=USERNAME  assume identity of USERNAME\n"
 		"  -V, --version        show version, then exit\n"
 		"  -h, --help           show this help, then exit\n",
-		"pgvigil", prog);
+		prog);
 }
 
 static void print_version(void)
@@ -35,6 +59,221 @@ static void print_version(void)
 	printf("tls: %s\n", OPENSSL_VERSION_TEXT);
 }
 
+/* --- configuration ------------------------------------------------------------ */
+
+static void apply_logging(bool quiet, bool daemon, int extra_verbose)
+{
+	log_setup(G.cf->logfile, G.cf->verbose + extra_verbose, !quiet && !daemon, G.cf->syslog,
+		  G.cf->syslog_ident, G.cf->syslog_facility);
+}
+
+static bool load_auth_file(char *err, size_t errlen)
+{
+	struct authfile *af;
+	if (!G.cf->auth_file) {
+		authfile_free(G.auth);
+		G.auth = NULL;
+		return true;
+	}
+	if (G.auth && !authfile_changed(G.auth, G.cf->auth_file))
+		return true;
+	af = authfile_load(G.cf->auth_file, err, errlen);
+	if (!af)
+		return false;
+	authfile_free(G.auth);
+	G.auth = af;
+	return true;
+}
+
+static int cli_verbose;
+static bool cli_quiet, cli_daemon;
+
+/* RELOAD/SIGHUP: a bad file keeps the running configuration whole. */
+static bool reload_config(void)
+{
+	char err[512];
+	struct pv_config *next = config_load(G.cf->conffile, err, sizeof(err));
+	struct pv_config *old;
+	if (!next) {
+		log_error("RELOAD failed: %s", err);
+		return false;
+	}
+	config_keep_non_reloadable(next, G.cf);
+	old = G.cf;
+	G.cf = next;
+	databases_sync_with_config();
+	if (!load_auth_file(err, sizeof(err)))
+		log_error("auth_file reload failed, keeping the old one: %s", err);
+	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	apply_logging(cli_quiet, cli_daemon, cli_verbose);
+	config_free(old);
+	log_info("configuration reloaded");
+	return true;
+}
+
+/* --- signals ------------------------------------------------------------------- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGHUP:
+		log_info("got SIGHUP, re-reading config");
+		reload_config();
+		break;
+	case SIGTERM:
+		if (shutdown_mode != RUNNING) {
+			log_info("got SIGTERM while shutting down, fast exit");
+			shutdown_mode = SHUTDOWN_NOW;
+			break;
+		}
+		log_info("got SIGTERM, shutting down, waiting for all clients to disconnect");
+		shutdown_mode = WAIT_FOR_CLIENTS;
+		G.shutting_down = true;
+		listeners_close_tcp();
+		break;
+	case SIGINT:
+		if (shutdown_mode != RUNNING) {
+			log_info("got SIGINT while shutting down, fast exit");
+			shutdown_mode = SHUTDOWN_NOW;
+			break;
+		}
+		log_info("got SIGINT, shutting down, waiting for all servers connections to be "
+			 "released");
+		shutdown_mode = WAIT_FOR_SERVERS;
+		G.shutting_down = true;
+		listeners_close_tcp();
+		break;
+	case SIGQUIT:
+		log_info("got SIGQUIT, fast exit");
+		shutdown_mode = SHUTDOWN_NOW;
+		break;
+	default:
+		break;
+	}
+	if (shutdown_mode == SHUTDOWN_NOW)
+		event_base_loopbreak(G.base);
+}
+
+static bool setup_signals(void)
+{
+	static const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct event *ev = evsignal_new(G.base, sigs[i], on_signal, NULL);
+		if (!ev || event_add(ev, NULL) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* --- process ------------------------------------------------------------------- */
+
+static void remove_pidfile(void)
+{
+	if (pidfile_written)
+		unlink(pidfile_written);
+}
+
+static void write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd;
+	FILE *f = fopen(path, "r");
+	if (f) {
+		long pid = 0;
+		if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) == 0)
+			die("pidfile %s exists and process %ld is running", path, pid);
+		fclose(f);
+		unlink(path);
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die("cannot write pidfile %s: %s", path, strerror(errno));
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, strlen(buf)) < 0)
+		die("cannot write pidfile %s: %s", path, strerror(errno));
+	close(fd);
+	pidfile_written = path;
+	atexit(remove_pidfile);
+}
+
+static void change_user(const char *name)
+{
+	struct passwd *pw = getpwnam(name);
+	if (!pw)
+		die("could not find user '%s' to switch to", name);
+	if (setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+		die("could not switch to user '%s': %s", name, strerror(errno));
+}
+
+static void daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+	if (pid < 0)
+		die("fork failed: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	pid = fork();
+	if (pid < 0)
+		die("fork failed: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static bool shutdown_complete(void)
+{
+	struct list_head *it;
+	if (shutdown_mode == RUNNING)
+		return false;
+	if (shutdown_mode == SHUTDOWN_NOW)
+		return true;
+	list_for_each(it, &G.pools)
+	{
+		struct pv_pool *p = container_of(it, struct pv_pool, node);
+		if (shutdown_mode == WAIT_FOR_CLIENTS &&
+		    (!list_empty(&p->active_clients) || !list_empty(&p->waiting_clients)))
+			return false;
+		if (shutdown_mode == WAIT_FOR_SERVERS && !list_empty(&p->active_servers))
+			return false;
+	}
+	if (shutdown_mode == WAIT_FOR_CLIENTS && !list_empty(&G.login_clients))
+		return false;
+	log_info(shutdown_mode == WAIT_FOR_CLIENTS ? "client connections dropped, exiting"
+						   : "server connections dropped, exiting");
+	return true;
+}
+
+static void run_loop(void)
+{
+	bool more = false;
+	while (!shutdown_complete()) {
+		event_base_loop(G.base, more ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
+		more = sbuf_run_deferred();
+		socket_free_justfree();
+	}
+}
+
+static void init_globals(void)
+{
+	list_init(&G.databases);
+	list_init(&G.users);
+	list_init(&G.pools);
+	list_init(&G.login_clients);
+	list_init(&G.justfree);
+	if (!random_bytes(G.mock_nonce, sizeof(G.mock_nonce)))
+		die("cannot get random bytes");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -42,6 +281,8 @@ int main(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'}, {"user", required_argument, NULL, 'u'},
 		{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
+	const char *run_as = NULL;
+	char err[512];
 	int c;
 
 	while ((c = getopt_long(argc, argv, "dqvu:Vh", longopts, NULL)) != -1) {
@@ -53,9 +294,16 @@ int main(int argc, char **argv)
 			usage(stdout, argv[0]);
 			return 0;
 		case 'd':
+			cli_daemon = true;
+			break;
 		case 'q':
+			cli_quiet = true;
+			break;
 		case 'v':
+			cli_verbose++;
+			break;
 		case 'u':
+			run_as = optarg;
 			break;
 		default:
 			usage(stderr, argv[0]);
@@ -66,7 +314,45 @@ int main(int argc, char **argv)
 		usage(stderr, argv[0]);
 		return 1;
 	}
-	if (getuid() == 0)
+	if (run_as && getuid() == 0)
+		change_user(run_as);
+	if (getuid() == 0 || geteuid() == 0)
 		die("pgvigil should not run as root");
-	die("pooling is not built yet");
+
+	init_globals();
+	G.cf = config_load(argv[optind], err, sizeof(err));
+	if (!G.cf)
+		die("cannot load config file: %s", err);
+	if (run_as == NULL && G.cf->user && getuid() == 0)
+		change_user(G.cf->user);
+	if (cli_daemon && !G.cf->pidfile[0])
+		die("per-process pidfile is required to run as daemon");
+	apply_logging(cli_quiet, cli_daemon, cli_verbose);
+	varcache_setup(G.cf->track_extra_parameters);
+	if (!load_auth_file(err, sizeof(err)))
+		die("cannot load auth_file: %s", err);
+
+	if (cli_daemon)
+		daemonize();
+	G.base = event_base_new();
+	if (!G.base)
+		die("event_base_new failed");
+	G.dns = dns_create(G.base, G.cf->resolv_conf, err, sizeof(err));
+	if (!G.dns)
+		die("dns setup failed: %s", err);
+	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	if (!setup_signals() || !janitor_start())
+		die("event setup failed");
+	if (!listeners_open(err, sizeof(err)))
+		die("%s", err);
+	if (G.cf->pidfile[0])
+		write_pidfile(G.cf->pidfile);
+	log_info("process up: pgvigil %s, libevent %s (%s), adns: c-ares %s, tls: none",
+		 PACKAGE_VERSION, event_get_version(), event_base_get_method(G.base),
+		 ares_version(NULL));
+	run_loop();
+	listeners_close_all();
+	janitor_stop();
+	log_info("shutting down");
+	return 0;
 }

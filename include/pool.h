@@ -1,0 +1,260 @@
+/*
+ * pool.h - the object model: databases, users, pools and sockets, and the
+ * per-pool state lists that say what each socket is doing.
+ *
+ * A pool serves one (database, user) pair. Every client and server socket sits
+ * in exactly one list of its pool (or the global login list), and that list is
+ * its state: moving a socket between lists is how state changes. pool.c owns
+ * the transitions (link a waiting client to an idle server, release a server
+ * after a transaction, launch new server connections); client.c and server.c
+ * own the protocol on each side; sbuf.c owns the bytes.
+ */
+#ifndef PV_POOL_H
+#define PV_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "config.h"
+#include "list.h"
+#include "util.h"
+#include "varcache.h"
+#include "scram.h"
+
+struct event;
+struct event_base;
+struct authfile;
+struct dns_ctx;
+struct dns_req;
+struct pkt;
+
+enum sock_state {
+	SOCK_FREE,
+	CL_LOGIN,	  /* startup/authentication in progress (global login list) */
+	CL_WAITING_LOGIN, /* authenticated, waiting for the pool's first server login */
+	CL_WAITING,	  /* has a request, waiting for a server */
+	CL_ACTIVE,	  /* logged in: idle or linked to a server */
+	CL_CANCEL,	  /* a CancelRequest connection being serviced */
+	SV_LOGIN,	  /* connecting / logging in */
+	SV_IDLE,	  /* ready for a client */
+	SV_USED,	  /* idle, needs server_check_query before reuse */
+	SV_TESTED,	  /* running reset or check query */
+	SV_ACTIVE,	  /* linked to a client */
+	SV_CANCEL,	  /* connection that only delivers a CancelRequest */
+};
+
+/* A [databases] entry made live (or an auto-database from "*"). */
+struct pv_database {
+	struct list_head node; /* global database list */
+	char *name;
+	struct db_conf *conf; /* points into the running config; NULL for admin */
+	bool is_admin;
+	bool is_auto;
+	bool dead; /* removed by RELOAD; freed when empty */
+	int client_count;
+	int server_count;
+	usec_t inactive_since; /* autodb reaping */
+};
+
+/* A user name known to the pooler (auth_file, [users], or forced user). */
+struct pv_user {
+	struct list_head node; /* global user list */
+	char *name;
+	int client_count;
+	int server_count;
+};
+
+struct pv_stats {
+	uint64_t xact_count, query_count, server_assignment_count;
+	uint64_t bytes_received, bytes_sent;
+	uint64_t xact_time, query_time, wait_time; /* usec */
+	uint64_t client_login_count;
+};
+
+struct pv_pool {
+	struct list_head node; /* global pool list */
+	struct pv_database *db;
+	struct pv_user *user; /* pool (server login) user */
+
+	/* client lists */
+	struct list_head active_clients;
+	struct list_head waiting_clients; /* CL_WAITING and CL_WAITING_LOGIN, FIFO */
+	/* server lists */
+	struct list_head login_servers;
+	struct list_head idle_servers;
+	struct list_head used_servers;
+	struct list_head tested_servers;
+	struct list_head active_servers;
+	struct list_head cancel_servers;
+
+	/* The welcome sent to clients: server ParameterStatus values from the first login. */
+	struct pv_buf welcome_params; /* encoded 'S' messages */
+	bool have_welcome;
+	struct varcache server_defaults; /* tracked values as the server reported them */
+
+	/* The last server login failure, replayed to clients during back-off. */
+	char *last_login_error;
+	char last_login_sqlstate[6];
+	usec_t last_login_failed_at;
+	usec_t last_connect_at;
+
+	/* SCRAM pass-through keys learnt from a client's proof. */
+	bool have_scram_keys;
+	uint8_t scram_client_key[SCRAM_KEY_LEN];
+	uint8_t scram_server_key[SCRAM_KEY_LEN];
+
+	int host_rr; /* round-robin position in a host list */
+	struct pv_stats stats;
+};
+
+enum server_task {
+	TASK_NONE,
+	TASK_SET_VARS, /* SET for varcache sync, client waits */
+	TASK_RESET,    /* server_reset_query */
+	TASK_CHECK,    /* server_check_query */
+	TASK_CONNECT_QUERY,
+};
+
+/* Client login progress. */
+enum login_phase {
+	LOGIN_STARTUP, /* waiting for the StartupMessage */
+	LOGIN_AUTH,    /* waiting for a PasswordMessage / SASL response */
+	LOGIN_DONE,
+};
+
+struct pv_socket {
+	struct list_head node; /* state list */
+	enum sock_state state;
+	bool is_server;
+	uint64_t id;
+	struct pv_pool *pool;
+	struct pv_socket *link;
+
+	int fd;
+	struct event *ev_read;
+	struct event *ev_write;
+	bool read_paused;  /* not processing input: waiting for a server, a task... */
+	bool bp_paused;	   /* back-pressure: the linked socket's output is full */
+	bool connecting;   /* non-blocking connect in progress */
+	bool closing;	   /* closed; memory freed at end of loop iteration */
+	struct pv_buf in;  /* bytes read, not yet processed */
+	struct pv_buf out; /* bytes to write */
+	/* Bytes of a large message being streamed straight to link without parsing. */
+	uint64_t pass_remain;
+	bool pass_drop; /* ... or discarded */
+
+	struct sockaddr_storage remote;
+	struct sockaddr_storage local;
+	bool is_unix;
+	int peer_pid; /* unix peer */
+	int peer_uid;
+
+	usec_t connect_time;
+	usec_t request_time;
+	usec_t query_start;
+	usec_t xact_start;
+	usec_t wait_start;
+
+	struct varcache vars;
+	uint8_t cancel_key[8]; /* client: what we gave; server: what the server gave us */
+
+	/* client side */
+	enum login_phase login_phase;
+	char *startup_user;
+	char *startup_db;
+	char *app_name;
+	bool wants_admin;
+	bool admin_user;
+	bool stats_user;
+	struct scram_server *scram; /* during SCRAM login */
+	uint8_t md5_salt[4];
+	bool auth_cleartext; /* sent AuthenticationCleartextPassword */
+	bool mock_auth;
+	struct pv_socket *cancel_target; /* CancelRequest: the server to cancel */
+
+	/* server side */
+	enum server_task task;
+	int expect_rfq;	  /* ReadyForQuery messages still owed (Query/Sync/FunctionCall sent) */
+	bool in_extended; /* extended-protocol messages sent since the last Sync */
+	char tx_status;	  /* last ReadyForQuery status: 'I', 'T', 'E' */
+	bool close_needed;
+	bool task_failed;
+	struct scram_client *scram_cl;
+	struct dns_req *dns;
+	int host_index;
+	usec_t idle_since;
+	bool copy_in;
+	struct pv_buf task_err; /* error text while running a task */
+};
+
+/* --- global state ------------------------------------------------------------ */
+
+struct pv_globals {
+	struct event_base *base;
+	struct pv_config *cf;
+	struct authfile *auth;
+	struct dns_ctx *dns;
+	struct list_head databases;
+	struct list_head users;
+	struct list_head pools;
+	struct list_head login_clients;
+	struct list_head justfree; /* closed sockets, freed after this loop iteration */
+	uint64_t next_socket_id;
+	int client_count;	/* non-admin logged-in + login clients */
+	uint8_t mock_nonce[32]; /* per-process secret for mock SCRAM salts */
+	bool shutting_down;
+};
+extern struct pv_globals G;
+
+/* --- objects (objects.c) -------------------------------------------------------- */
+
+struct pv_database *database_find(const char *name);
+/* Find or create the live database for name (including autodb "*"). NULL if unknown. */
+struct pv_database *database_get(const char *name);
+struct pv_user *user_get(const char *name);
+struct pv_pool *pool_get(struct pv_database *db, struct pv_user *user);
+/* Rebuild databases after a config (re)load; tags servers of changed dbs close_needed. */
+void databases_sync_with_config(void);
+
+struct pv_socket *socket_new(bool is_server);
+void socket_set_state(struct pv_socket *s, enum sock_state st);
+void socket_free_justfree(void);
+const char *socket_state_name(const struct pv_socket *s);
+/* The "C-0x...: db/user@addr:port" prefix used in log lines. */
+void socket_log_prefix(const struct pv_socket *s, char *buf, size_t len);
+void slog(int level, const struct pv_socket *s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define slog_info(s, ...) slog(LG_LOG, s, __VA_ARGS__)
+#define slog_warning(s, ...) slog(LG_WARNING, s, __VA_ARGS__)
+#define slog_error(s, ...) slog(LG_ERROR, s, __VA_ARGS__)
+#define slog_debug(s, ...)                                                                         \
+	do {                                                                                       \
+		if (log_verbose >= 1)                                                              \
+			slog(LG_DEBUG, s, __VA_ARGS__);                                            \
+	} while (0)
+
+/* Effective settings: user > db > global. */
+enum pool_mode pool_effective_mode(const struct pv_pool *pool);
+int pool_effective_size(const struct pv_pool *pool);
+int pool_server_count(const struct pv_pool *pool);
+
+/* --- pooling (pool.c) ------------------------------------------------------------ */
+
+/* A client has a request: link it to a server or queue it. Returns true if linked now. */
+bool pool_request_server(struct pv_socket *client);
+/* A server finished its work (transaction end, task end, login): hand it on. */
+void pool_release_server(struct pv_socket *server);
+/* Unlink client and server; the server goes to the idle/used/tested path or is closed. */
+void pool_unlink(struct pv_socket *client, struct pv_socket *server);
+/* Per-loop: give idle servers to waiting clients, launch connections as allowed. */
+void pool_activate(struct pv_pool *pool);
+void pools_per_loop(void);
+/* A server login finished: set up the welcome, wake clients waiting for it. */
+void pool_server_login_ok(struct pv_socket *server);
+/* A server login failed: fail waiting login clients, start back-off. */
+void pool_server_login_failed(struct pv_socket *server, const char *sqlstate, const char *msg);
+
+#endif

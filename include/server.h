@@ -1,0 +1,34 @@
+/*
+ * server.h - the server side: connecting to PostgreSQL (host lists, unix
+ * sockets, DNS), logging in (cleartext, md5, SCRAM, SCRAM pass-through), the
+ * messages a server sends (ReadyForQuery bookkeeping that decides when a
+ * server can be released, ParameterStatus tracking, the server->client
+ * governance hook) and internal queries (SET sync, reset, check).
+ */
+#ifndef PV_SERVER_H
+#define PV_SERVER_H
+
+#include <stdbool.h>
+#include "sbuf.h"
+#include "pool.h"
+
+struct pkt;
+
+/* Open a new server connection for the pool. */
+bool server_launch(struct pv_pool *pool);
+/* Open a connection that only carries a CancelRequest for target. */
+bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target);
+void server_connected(struct pv_socket *s, int err);
+enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p);
+void server_on_eof(struct pv_socket *s);
+/* After a ReadyForQuery was forwarded: release the server if the pool mode says so. */
+void server_after_forward(struct pv_socket *s);
+void server_close(struct pv_socket *s, const char *reason);
+/* Run an internal query on an unlinked (or just linked) server. */
+bool server_run_task(struct pv_socket *s, enum server_task task, const char *sql);
+/* Is the server between requests (ReadyForQuery idle, nothing outstanding)? */
+bool server_is_ready(const struct pv_socket *s);
+/* A client's request is about to be forwarded: account it. */
+void server_note_client_msg(struct pv_socket *s, char type);
+
+#endif

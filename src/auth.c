@@ -1,0 +1,279 @@
+/*
+ * auth.c - client authentication: trust, any, plain, md5 and SCRAM-SHA-256,
+ * with mock authentication for unknown users so that a probing client cannot
+ * tell which user names exist.
+ */
+#include "client.h"
+#include "pool.h"
+#include "authfile.h"
+#include "log.h"
+#include "proto.h"
+#include "scram.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest password message accepted: OIDC tokens can be several KB. */
+#define MAX_PASSWORD_PKT 65536
+
+static const struct auth_entry *lookup_user(const struct pv_socket *c)
+{
+	return G.auth ? authfile_find(G.auth, c->startup_user) : NULL;
+}
+
+/* Authentication succeeded: welcome now, or wait for the pool's first server login. */
+static void auth_ok(struct pv_socket *c)
+{
+	struct pv_pool *pool = c->pool;
+
+	if (G.client_count >= G.cf->max_client_conn) {
+		client_fatal(c, "08P01", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (pool->last_login_error && !pool->have_welcome &&
+	    now_usec() - pool->last_login_failed_at < G.cf->server_login_retry) {
+		client_fatal(c, pool->last_login_sqlstate, "%s", pool->last_login_error);
+		return;
+	}
+	if (pool->have_welcome) {
+		client_send_welcome(c);
+		return;
+	}
+	socket_set_state(c, CL_WAITING_LOGIN);
+	sbuf_pause(c);
+	pool_activate(pool);
+}
+
+static bool send_auth_request(struct pv_socket *c, uint32_t code, const void *extra, size_t n)
+{
+	struct pv_buf out;
+	bool ok;
+	buf_init(&out);
+	ok = msg_auth_request(&out, code, extra, n) && sbuf_queue(c, out.data, out.len);
+	buf_free(&out);
+	if (!ok)
+		client_close(c, "out of memory");
+	return ok;
+}
+
+static void start_scram(struct pv_socket *c, const struct auth_entry *e)
+{
+	static const char mechs[] = "SCRAM-SHA-256\0";
+	struct scram_secret secret;
+	bool mock = false;
+
+	c->scram = calloc(1, sizeof(*c->scram));
+	if (!c->scram) {
+		client_close(c, "out of memory");
+		return;
+	}
+	if (!e || !e->secret[0] || e->kind == SECRET_MD5) {
+		/* Unknown user or a secret SCRAM cannot use: same exchange, certain failure. */
+		scram_mock_secret(c->startup_user, G.mock_nonce, sizeof(G.mock_nonce),
+				  G.cf->scram_iterations, &secret);
+		mock = true;
+	} else if (e->kind == SECRET_SCRAM) {
+		if (!scram_parse_secret(e->secret, &secret)) {
+			slog_warning(c, "invalid SCRAM secret in auth_file");
+			scram_mock_secret(c->startup_user, G.mock_nonce, sizeof(G.mock_nonce),
+					  G.cf->scram_iterations, &secret);
+			mock = true;
+		}
+	} else {
+		uint8_t salt[16];
+		if (!random_bytes(salt, sizeof(salt)) ||
+		    !scram_secret_from_password(e->secret, salt, sizeof(salt),
+						G.cf->scram_iterations, &secret)) {
+			client_close(c, "out of memory");
+			return;
+		}
+	}
+	scram_server_init(c->scram, &secret, mock);
+	send_auth_request(c, 10, mechs, sizeof(mechs));
+}
+
+void auth_start(struct pv_socket *c)
+{
+	const struct auth_entry *e = lookup_user(c);
+
+	switch (G.cf->auth_type) {
+	case AUTH_ANY:
+		auth_ok(c);
+		return;
+	case AUTH_TRUST:
+		if (!e) {
+			client_fatal(c, "08P01", "\"trust\" authentication failed");
+			return;
+		}
+		auth_ok(c);
+		return;
+	case AUTH_PLAIN:
+		c->auth_cleartext = true;
+		send_auth_request(c, 3, NULL, 0);
+		return;
+	case AUTH_MD5:
+		if (e && e->kind == SECRET_SCRAM) {
+			/* An md5 challenge cannot be checked against a SCRAM secret. */
+			start_scram(c, e);
+			return;
+		}
+		if (!random_bytes(c->md5_salt, sizeof(c->md5_salt))) {
+			client_close(c, "random failure");
+			return;
+		}
+		send_auth_request(c, 5, c->md5_salt, sizeof(c->md5_salt));
+		return;
+	case AUTH_SCRAM_SHA_256:
+		start_scram(c, e);
+		return;
+	default:
+		client_fatal(c, "08P01", "authentication method %s is not supported yet",
+			     auth_type_name(G.cf->auth_type));
+		return;
+	}
+}
+
+static void auth_failed(struct pv_socket *c, const char *msg)
+{
+	client_fatal(c, "08P01", "%s", msg);
+}
+
+/* Check a cleartext password against whatever form the auth_file stores. */
+static bool check_cleartext(const struct auth_entry *e, const char *user, const char *pw)
+{
+	char md5[36];
+	struct scram_secret stored, derived;
+
+	if (!e || !e->secret[0] || !pw[0])
+		return false;
+	switch (e->kind) {
+	case SECRET_PLAIN:
+		return strlen(e->secret) == strlen(pw) && mem_equal_ct(e->secret, pw, strlen(pw));
+	case SECRET_MD5:
+		md5_password_secret(pw, user, md5);
+		return strlen(e->secret) == 35 && mem_equal_ct(e->secret, md5, 35);
+	case SECRET_SCRAM:
+		if (!scram_parse_secret(e->secret, &stored) ||
+		    !scram_secret_from_password(pw, stored.salt, stored.salt_len, stored.iterations,
+						&derived))
+			return false;
+		return mem_equal_ct(stored.stored_key, derived.stored_key, SCRAM_KEY_LEN) &&
+		       mem_equal_ct(stored.server_key, derived.server_key, SCRAM_KEY_LEN);
+	}
+	return false;
+}
+
+static bool check_md5(const struct pv_socket *c, const struct auth_entry *e, const char *resp)
+{
+	char md5[36], expect[36];
+	const char *secret;
+
+	if (!e || !e->secret[0] || e->kind == SECRET_SCRAM)
+		return false;
+	secret = e->secret;
+	if (e->kind == SECRET_PLAIN) {
+		md5_password_secret(e->secret, c->startup_user, md5);
+		secret = md5;
+	}
+	md5_salted_response(secret, c->md5_salt, expect);
+	return strlen(resp) == 35 && mem_equal_ct(resp, expect, 35);
+}
+
+/* Remember the ClientKey of a proof so servers can be logged into with the same secret. */
+static void keep_scram_keys(struct pv_socket *c, const struct auth_entry *e)
+{
+	struct pv_pool *pool = c->pool;
+	if (!e || e->kind != SECRET_SCRAM || !c->scram->have_client_key)
+		return;
+	if (strcmp(pool->user->name, c->startup_user) != 0)
+		return;
+	memcpy(pool->scram_client_key, c->scram->client_key, SCRAM_KEY_LEN);
+	memcpy(pool->scram_server_key, c->scram->secret.server_key, SCRAM_KEY_LEN);
+	pool->have_scram_keys = true;
+}
+
+static enum pkt_action handle_scram(struct pv_socket *c, struct pkt *p)
+{
+	struct pkt_reader r;
+	char err[128];
+	char *reply = NULL;
+	bool ok;
+
+	reader_init_pkt(&r, p);
+	if (!c->scram->client_first_bare) {
+		const char *mech = read_string(&r);
+		uint32_t n = read_u32(&r);
+		const uint8_t *data;
+		if (r.bad || strcmp(mech, "SCRAM-SHA-256") != 0 || n != reader_left(&r)) {
+			auth_failed(c, "SASL authentication failed");
+			return PKT_STOP;
+		}
+		data = read_bytes(&r, n);
+		ok = scram_server_handle_first(c->scram, (const char *)data, n, &reply, err,
+					       sizeof(err));
+		if (!ok || !send_auth_request(c, 11, reply, strlen(reply))) {
+			free(reply);
+			if (!c->closing) {
+				slog_info(c, "SCRAM: %s", err);
+				auth_failed(c, "SASL authentication failed");
+			}
+			return PKT_STOP;
+		}
+		free(reply);
+		return PKT_CONSUMED;
+	}
+	ok = scram_server_handle_final(c->scram, (const char *)pkt_body(p), pkt_body_len(p), &reply,
+				       err, sizeof(err));
+	if (!ok) {
+		free(reply);
+		auth_failed(c, "SASL authentication failed");
+		return PKT_STOP;
+	}
+	ok = send_auth_request(c, 12, reply, strlen(reply));
+	free(reply);
+	if (!ok)
+		return PKT_STOP;
+	keep_scram_keys(c, lookup_user(c));
+	scram_server_free(c->scram);
+	free(c->scram);
+	c->scram = NULL;
+	auth_ok(c);
+	return c->closing ? PKT_STOP : PKT_CONSUMED;
+}
+
+enum pkt_action auth_handle_pkt(struct pv_socket *c, struct pkt *p)
+{
+	const struct auth_entry *e;
+	struct pkt_reader r;
+	const char *pw;
+
+	if (p->type != 'p') {
+		auth_failed(c, "expected password response");
+		return PKT_STOP;
+	}
+	if (p->len > MAX_PASSWORD_PKT) {
+		auth_failed(c, "password packet too large");
+		return PKT_STOP;
+	}
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	if (c->scram)
+		return handle_scram(c, p);
+	reader_init_pkt(&r, p);
+	pw = read_string(&r);
+	if (!pw || reader_left(&r) != 0) {
+		auth_failed(c, "invalid password packet");
+		return PKT_STOP;
+	}
+	if (!pw[0]) {
+		auth_failed(c, "empty password returned by client");
+		return PKT_STOP;
+	}
+	e = lookup_user(c);
+	if (c->auth_cleartext ? !check_cleartext(e, c->startup_user, pw) : !check_md5(c, e, pw)) {
+		auth_failed(c, "password authentication failed");
+		return PKT_STOP;
+	}
+	auth_ok(c);
+	return c->closing ? PKT_STOP : PKT_CONSUMED;
+}

@@ -1,0 +1,470 @@
+/*
+ * client.c - client connections: startup packet, login completion, and the
+ * messages a logged-in client sends.
+ */
+#include "client.h"
+#include "pool.h"
+#include "server.h"
+#include "hooks.h"
+#include "log.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct pv_hooks pv_hooks;
+
+#define MAX_STARTUP_PARAMS 64
+
+void client_accept(int fd, bool is_unix)
+{
+	struct pv_socket *c = socket_new(false);
+	socklen_t len = sizeof(c ? c->remote : (struct sockaddr_storage){0});
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->is_unix = is_unix;
+	getpeername(fd, (struct sockaddr *)&c->remote, &len);
+	len = sizeof(c->local);
+	getsockname(fd, (struct sockaddr *)&c->local, &len);
+	if (is_unix) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+			c->peer_pid = cred.pid;
+			c->peer_uid = (int)cred.uid;
+		}
+	}
+	c->login_phase = LOGIN_STARTUP;
+	socket_set_state(c, CL_LOGIN);
+	if (!sbuf_attach(c, fd)) {
+		c->fd = fd;
+		sbuf_close(c);
+	}
+}
+
+void client_close(struct pv_socket *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	if (c->link) {
+		struct pv_socket *s = c->link;
+		pool_unlink(c, s);
+	}
+	if (c->cancel_target) {
+		c->cancel_target->cancel_target = NULL;
+		c->cancel_target = NULL;
+	}
+	if (c->pool && c->login_phase == LOGIN_DONE) {
+		c->pool->db->client_count--;
+		c->pool->user->client_count--;
+		G.client_count--;
+	}
+	if (G.cf->log_disconnections && c->state != CL_CANCEL)
+		slog_info(c, "closing because: %s (age=%llds)", reason,
+			  (long long)((now_usec() - c->connect_time) / USEC_PER_SEC));
+	sbuf_close(c);
+}
+
+void client_fatal(struct pv_socket *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[1024];
+	struct pv_buf out;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->closing)
+		return;
+	buf_init(&out);
+	if (msg_error(&out, "FATAL", sqlstate, msg))
+		sbuf_queue(c, out.data, out.len);
+	buf_free(&out);
+	client_close(c, msg);
+}
+
+void client_on_eof(struct pv_socket *c)
+{
+	client_close(c, "client unexpected eof");
+}
+
+/* --- startup ------------------------------------------------------------------- */
+
+static bool send_byte(struct pv_socket *c, char b)
+{
+	return sbuf_queue(c, &b, 1);
+}
+
+/* Find the logged-in client a CancelRequest key belongs to. */
+static struct pv_socket *find_client_by_key(const uint8_t key[8])
+{
+	struct list_head *pit, *it;
+	list_for_each(pit, &G.pools)
+	{
+		struct pv_pool *pool = container_of(pit, struct pv_pool, node);
+		list_for_each(it, &pool->active_clients)
+		{
+			struct pv_socket *c = container_of(it, struct pv_socket, node);
+			if (mem_equal_ct(c->cancel_key, key, 8))
+				return c;
+		}
+		list_for_each(it, &pool->waiting_clients)
+		{
+			struct pv_socket *c = container_of(it, struct pv_socket, node);
+			if (mem_equal_ct(c->cancel_key, key, 8))
+				return c;
+		}
+	}
+	return NULL;
+}
+
+static enum pkt_action handle_cancel(struct pv_socket *c, struct pkt *p)
+{
+	struct pv_socket *target, *server;
+	if (pkt_body_len(p) != 12) {
+		client_close(c, "bad cancel request");
+		return PKT_STOP;
+	}
+	socket_set_state(c, CL_CANCEL);
+	target = find_client_by_key(pkt_body(p) + 4);
+	if (!target) {
+		client_close(c, "cancel request for unknown client");
+		return PKT_STOP;
+	}
+	server = target->link;
+	if (!server || server->state != SV_ACTIVE || server->task != TASK_NONE) {
+		/* Nothing runs for it on a server: nothing to cancel. */
+		slog_info(target, "cancel request for idle client");
+		client_close(c, "cancel request for idle client");
+		return PKT_STOP;
+	}
+	sbuf_pause(c);
+	if (!server_launch_cancel(c, server)) {
+		client_close(c, "cancel request failed");
+		return PKT_STOP;
+	}
+	return PKT_CONSUMED;
+}
+
+static bool param_ignored(const char *key)
+{
+	return config_list_contains(G.cf->ignore_startup_parameters, key);
+}
+
+/* Apply "-c key=value" / "--key=value" words of the options parameter. */
+static bool apply_options(struct pv_socket *c, const char *opts)
+{
+	char buf[1024];
+	char *save = NULL, *tok;
+
+	if (strlen(opts) >= sizeof(buf)) {
+		client_fatal(c, "08P01", "options startup parameter too long");
+		return false;
+	}
+	strcpy(buf, opts);
+	for (tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+		char *kv, *eq;
+		if (strcmp(tok, "-c") == 0) {
+			kv = strtok_r(NULL, " \t", &save);
+		} else if (strncmp(tok, "--", 2) == 0) {
+			kv = tok + 2;
+		} else if (strncmp(tok, "-c", 2) == 0) {
+			kv = tok + 2;
+		} else {
+			kv = NULL;
+		}
+		if (!kv || !(eq = strchr(kv, '='))) {
+			if (param_ignored("options"))
+				continue;
+			client_fatal(c, "08P01",
+				     "unsupported options startup parameter: only '-c config=val' and "
+				     "'--config=val' are allowed");
+			return false;
+		}
+		*eq = '\0';
+		for (char *d = kv; *d; d++)
+			if (*d == '-')
+				*d = '_';
+		if (varcache_index(kv) >= 0) {
+			varcache_set(&c->vars, kv, eq + 1);
+		} else if (!param_ignored(kv) && !param_ignored("options")) {
+			client_fatal(c, "08P01", "unsupported startup parameter in options: %s", kv);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Store one startup parameter; false (client closed) when it is not allowed. */
+static bool take_param(struct pv_socket *c, const char *key, const char *val, const char **unsup,
+		       int *n_unsup)
+{
+	if (strcmp(key, "user") == 0) {
+		free(c->startup_user);
+		c->startup_user = strdup(val);
+	} else if (strcmp(key, "database") == 0) {
+		free(c->startup_db);
+		c->startup_db = strdup(val);
+	} else if (strcmp(key, "options") == 0) {
+		return apply_options(c, val);
+	} else if (strncmp(key, "_pq_.", 5) == 0) {
+		if (*n_unsup < MAX_STARTUP_PARAMS)
+			unsup[(*n_unsup)++] = key;
+	} else if (varcache_index(key) >= 0) {
+		if (strcasecmp(key, "application_name") == 0) {
+			free(c->app_name);
+			c->app_name = strdup(val);
+		}
+		varcache_set(&c->vars, key, val);
+	} else if (strcmp(key, "replication") == 0) {
+		client_fatal(c, "08P01", "replication connections are not supported yet");
+		return false;
+	} else if (!param_ignored(key)) {
+		client_fatal(c, "08P01", "unsupported startup parameter: %s", key);
+		return false;
+	}
+	return true;
+}
+
+static bool negotiate_version(struct pv_socket *c, uint32_t version, const char **unsup,
+			      int n_unsup)
+{
+	struct pv_buf out;
+	bool ok;
+	if (PROTO_MINOR(version) == 0 && n_unsup == 0)
+		return true;
+	buf_init(&out);
+	ok = msg_negotiate_version(&out, 0, unsup, n_unsup) && sbuf_queue(c, out.data, out.len);
+	buf_free(&out);
+	return ok;
+}
+
+/* Pick the database and pool for a client whose startup packet was valid. */
+static bool choose_pool(struct pv_socket *c)
+{
+	struct pv_database *db;
+	struct pv_user *user;
+	const char *pool_user;
+
+	if (strcmp(c->startup_db, "pgbouncer") == 0 || strcmp(c->startup_db, "pgvigil") == 0) {
+		client_fatal(c, "08P01", "admin console is not available yet");
+		return false;
+	}
+	db = database_get(c->startup_db);
+	if (!db) {
+		client_fatal(c, "08P01", "no such database: %s", c->startup_db);
+		return false;
+	}
+	pool_user = db->conf && db->conf->user ? db->conf->user : c->startup_user;
+	if (G.cf->auth_type == AUTH_ANY && !(db->conf && db->conf->user)) {
+		client_fatal(c, "08P01", "bouncer config error");
+		return false;
+	}
+	user = user_get(pool_user);
+	if (!user || !(c->pool = pool_get(db, user))) {
+		client_fatal(c, "53200", "out of memory");
+		return false;
+	}
+	return true;
+}
+
+static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
+{
+	struct startup_param params[MAX_STARTUP_PARAMS];
+	const char *unsup[MAX_STARTUP_PARAMS];
+	int n, n_unsup = 0;
+	struct pkt_reader r;
+	uint32_t code;
+
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	reader_init_pkt(&r, p);
+	code = read_u32(&r);
+	if (code == PROTO_SSL || code == PROTO_GSSENC) {
+		/* No TLS / GSS encryption yet: the client may continue in plain text. */
+		if (p->len != 8 || !send_byte(c, 'N')) {
+			client_close(c, "bad SSL request");
+			return PKT_STOP;
+		}
+		return PKT_CONSUMED;
+	}
+	if (code == PROTO_CANCEL)
+		return handle_cancel(c, p);
+	if (PROTO_MAJOR(code) != 3) {
+		client_fatal(c, "08P01",
+			     PROTO_MAJOR(code) == 2 ? "old V2 protocol not supported"
+						    : "unsupported protocol version");
+		return PKT_STOP;
+	}
+	n = proto_parse_startup_params(pkt_body(p) + 4, pkt_body_len(p) - 4, params,
+				       MAX_STARTUP_PARAMS);
+	if (n < 0) {
+		client_fatal(c, "08P01", "invalid startup packet layout: expected terminator as last byte");
+		return PKT_STOP;
+	}
+	for (int i = 0; i < n; i++)
+		if (!take_param(c, params[i].key, params[i].value, unsup, &n_unsup))
+			return PKT_STOP;
+	if (!c->startup_user || !*c->startup_user) {
+		client_fatal(c, "08P01", "no username supplied");
+		return PKT_STOP;
+	}
+	if (!c->startup_db || !*c->startup_db) {
+		free(c->startup_db);
+		c->startup_db = strdup(c->startup_user);
+		if (!c->startup_db) {
+			client_fatal(c, "53200", "out of memory");
+			return PKT_STOP;
+		}
+	}
+	if (!negotiate_version(c, code, unsup, n_unsup)) {
+		client_close(c, "out of memory");
+		return PKT_STOP;
+	}
+	if (G.cf->log_connections)
+		slog_info(c, "login attempt: db=%s user=%s tls=no replication=no", c->startup_db,
+			  c->startup_user);
+	if (!choose_pool(c))
+		return PKT_STOP;
+	c->login_phase = LOGIN_AUTH;
+	auth_start(c);
+	return c->closing ? PKT_STOP : PKT_CONSUMED;
+}
+
+/* --- welcome -------------------------------------------------------------------- */
+
+static bool queue_welcome_params(struct pv_socket *c, struct pv_buf *out)
+{
+	const struct pv_buf *wp = &c->pool->welcome_params;
+	size_t pos = 0;
+	while (pos < wp->len) {
+		struct pkt p;
+		struct pkt_reader r;
+		const char *key, *val;
+		int idx;
+		if (proto_frame(wp->data + pos, wp->len - pos, &p) != FRAME_OK || !pkt_complete(&p))
+			break;
+		reader_init_pkt(&r, &p);
+		key = read_string(&r);
+		val = read_string(&r);
+		idx = key ? varcache_index(key) : -1;
+		if (idx >= 0 && varcache_get(&c->vars, idx))
+			val = varcache_get(&c->vars, idx);
+		if (key && val && !msg_param_status(out, key, val))
+			return false;
+		pos += p.len;
+	}
+	return true;
+}
+
+bool client_send_welcome(struct pv_socket *c)
+{
+	struct pv_buf out;
+	bool ok;
+
+	/* Values the client did not choose are the server defaults: sync them too. */
+	for (int i = 0; i < varcache_count(); i++)
+		if (!varcache_get(&c->vars, i) && varcache_get(&c->pool->server_defaults, i))
+			varcache_set_at(&c->vars, i, varcache_get(&c->pool->server_defaults, i));
+	if (!random_bytes(c->cancel_key, sizeof(c->cancel_key))) {
+		client_fatal(c, "08P01", "could not generate cancel key");
+		return false;
+	}
+	c->cancel_key[0] &= 0x7f;
+	buf_init(&out);
+	ok = msg_auth_request(&out, 0, NULL, 0) && queue_welcome_params(c, &out) &&
+	     msg_backend_key(&out, c->cancel_key);
+	if (ok && G.cf->login_notify_message[0])
+		ok = msg_notice(&out, "00000", G.cf->login_notify_message);
+	ok = ok && msg_ready(&out, 'I') && sbuf_queue(c, out.data, out.len);
+	buf_free(&out);
+	if (!ok) {
+		client_close(c, "out of memory");
+		return false;
+	}
+	c->login_phase = LOGIN_DONE;
+	c->pool->db->client_count++;
+	c->pool->user->client_count++;
+	G.client_count++;
+	c->pool->stats.client_login_count++;
+	socket_set_state(c, CL_ACTIVE);
+	return true;
+}
+
+/* --- logged-in traffic -------------------------------------------------------------- */
+
+void client_server_ready(struct pv_socket *c)
+{
+	sbuf_wakeup(c);
+}
+
+static void account_request_start(struct pv_socket *c, char type)
+{
+	usec_t now;
+	if (c->query_start || (type != 'Q' && type != 'P' && type != 'B' && type != 'E' &&
+			       type != 'F' && type != 'S'))
+		return;
+	now = now_usec();
+	c->query_start = now;
+	c->request_time = now;
+	c->pool->stats.query_count++;
+	if (!c->xact_start) {
+		c->xact_start = now;
+		c->pool->stats.xact_count++;
+	}
+}
+
+static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
+{
+	struct pv_socket *s;
+
+	if (p->type == 'X') {
+		client_close(c, "client close request");
+		return PKT_STOP;
+	}
+	if (p->type == 'Q' && G.cf->disable_pqexec) {
+		client_fatal(c, "08P01", "PQexec disallowed");
+		return PKT_STOP;
+	}
+	if (!c->link && !pool_request_server(c))
+		return PKT_PAUSE;
+	s = c->link;
+	if (!s)
+		return PKT_PAUSE;
+	/* The server still runs the SET that syncs this client's parameters. */
+	if (s->task != TASK_NONE)
+		return PKT_PAUSE;
+	if (pv_hooks.client_msg) {
+		enum pkt_action a = pv_hooks.client_msg(c, p);
+		if (a != PKT_FORWARD)
+			return a;
+	}
+	account_request_start(c, (char)p->type);
+	server_note_client_msg(s, (char)p->type);
+	return PKT_FORWARD;
+}
+
+enum pkt_action client_handle_pkt(struct pv_socket *c, struct pkt *p)
+{
+	switch (c->login_phase) {
+	case LOGIN_STARTUP:
+		return handle_startup(c, p);
+	case LOGIN_AUTH:
+		if (c->state == CL_WAITING_LOGIN)
+			return PKT_PAUSE;
+		return auth_handle_pkt(c, p);
+	case LOGIN_DONE:
+	default:
+		return handle_client_msg(c, p);
+	}
+}

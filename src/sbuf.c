@@ -1,0 +1,466 @@
+/*
+ * sbuf.c - socket I/O: read, frame, dispatch, forward, write, close.
+ */
+#include "sbuf.h"
+#include "pool.h"
+#include "proto.h"
+#include "client.h"
+#include "server.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <event2/event.h>
+#include <string.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Past this much queued output, stop reading from whoever feeds the socket. */
+#define OUT_HIGH_WATER(cf) ((size_t)(cf)->pkt_buf * 4)
+
+/*
+ * The range of the current source's input buffer gathered for forwarding.
+ * Only one socket is processed at a time, so one batch suffices; anything that
+ * queues output elsewhere flushes it first so bytes never overtake each other.
+ */
+static struct {
+	struct pv_socket *src;
+	struct pv_socket *dst;
+	size_t start;
+	size_t len;
+} fwd;
+
+/* Sockets whose processing resumes after the current event. */
+static struct pv_socket **deferred;
+static size_t n_deferred, cap_deferred;
+static struct pv_socket **batch;
+static size_t cap_batch;
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void process_input(struct pv_socket *s);
+
+static void update_read_event(struct pv_socket *s)
+{
+	if (s->closing || !s->ev_read)
+		return;
+	if (s->read_paused || s->bp_paused)
+		event_del(s->ev_read);
+	else
+		event_add(s->ev_read, NULL);
+}
+
+bool sbuf_attach(struct pv_socket *s, int fd)
+{
+	s->fd = fd;
+	s->ev_read = event_new(G.base, fd, EV_READ | EV_PERSIST, on_read, s);
+	s->ev_write = event_new(G.base, fd, EV_WRITE | EV_PERSIST, on_write, s);
+	if (!s->ev_read || !s->ev_write)
+		return false;
+	s->read_paused = false;
+	update_read_event(s);
+	return true;
+}
+
+/* Append to dst's queue; with an empty queue try the kernel first. */
+static bool send_or_queue(struct pv_socket *dst, const uint8_t *data, size_t len)
+{
+	if (dst->closing)
+		return true; /* dropped with the socket */
+	if (buf_pending(&dst->out) == 0 && dst->fd >= 0 && !dst->connecting) {
+		ssize_t n = send(dst->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			/* The read side will notice the broken peer; drop the data. */
+			return true;
+		}
+		if (len == 0)
+			return true;
+	}
+	if (!buf_append(&dst->out, data, len))
+		return false;
+	if (dst->ev_write && !dst->connecting)
+		event_add(dst->ev_write, NULL);
+	return true;
+}
+
+void sbuf_forward_flush(void)
+{
+	struct pv_socket *src = fwd.src, *dst = fwd.dst;
+	if (!src || fwd.len == 0) {
+		fwd.src = NULL;
+		return;
+	}
+	fwd.src = NULL;
+	if (!send_or_queue(dst, src->in.data + fwd.start, fwd.len)) {
+		log_error("out of memory queueing %zu bytes", fwd.len);
+		if (dst->is_server)
+			server_close(dst, "out of memory");
+		else
+			client_close(dst, "out of memory");
+		return;
+	}
+	fwd.len = 0;
+	/* Back-pressure: the destination is not keeping up, stop reading the source. */
+	if (buf_pending(&dst->out) > OUT_HIGH_WATER(G.cf) && !src->bp_paused) {
+		src->bp_paused = true;
+		update_read_event(src);
+	}
+}
+
+static void forward_bytes(struct pv_socket *s, size_t start, size_t len)
+{
+	struct pv_socket *dst = s->link;
+	if (!dst || len == 0)
+		return;
+	if (fwd.src == s && fwd.dst == dst && fwd.start + fwd.len == start) {
+		fwd.len += len;
+		return;
+	}
+	sbuf_forward_flush();
+	fwd.src = s;
+	fwd.dst = dst;
+	fwd.start = start;
+	fwd.len = len;
+}
+
+bool sbuf_queue(struct pv_socket *s, const void *data, size_t len)
+{
+	sbuf_forward_flush();
+	return send_or_queue(s, data, len);
+}
+
+void sbuf_flush(struct pv_socket *s)
+{
+	sbuf_forward_flush();
+	if (s->closing || s->fd < 0)
+		return;
+	while (buf_pending(&s->out) > 0) {
+		ssize_t n = send(s->fd, s->out.data + s->out.pos, buf_pending(&s->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			s->out.pos += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(s->ev_write, NULL);
+			return;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* Broken connection: let the read side report it. */
+		buf_reset(&s->out);
+		break;
+	}
+	buf_reset(&s->out);
+	event_del(s->ev_write);
+}
+
+void sbuf_pause(struct pv_socket *s)
+{
+	if (!s->read_paused) {
+		s->read_paused = true;
+		update_read_event(s);
+	}
+}
+
+void sbuf_wakeup(struct pv_socket *s)
+{
+	if (s->closing)
+		return;
+	for (size_t i = 0; i < n_deferred; i++)
+		if (deferred[i] == s)
+			return;
+	if (n_deferred == cap_deferred) {
+		size_t ncap = cap_deferred ? cap_deferred * 2 : 256;
+		struct pv_socket **n = realloc(deferred, ncap * sizeof(*n));
+		if (!n) {
+			/* Cannot defer: resume reading; buffered input waits for new data. */
+			s->read_paused = false;
+			update_read_event(s);
+			return;
+		}
+		deferred = n;
+		cap_deferred = ncap;
+	}
+	deferred[n_deferred++] = s;
+}
+
+bool sbuf_run_deferred(void)
+{
+	size_t n = n_deferred;
+	struct pv_socket **tmp;
+
+	if (n == 0)
+		return false;
+	/* Swap arrays: handlers may defer more sockets while we run this batch. */
+	tmp = batch;
+	batch = deferred;
+	deferred = tmp;
+	{
+		size_t c = cap_batch;
+		cap_batch = cap_deferred;
+		cap_deferred = c;
+	}
+	n_deferred = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct pv_socket *s = batch[i];
+		if (!s)
+			continue;
+		batch[i] = NULL;
+		if (s->closing)
+			continue;
+		s->read_paused = false;
+		update_read_event(s);
+		if (!s->bp_paused)
+			process_input(s);
+	}
+	return n_deferred > 0;
+}
+
+/* Remove a closing socket from the deferred queue so it is never touched after free. */
+static void deferred_forget(struct pv_socket *s)
+{
+	for (size_t i = 0; i < n_deferred; i++) {
+		if (deferred[i] == s) {
+			deferred[i] = deferred[--n_deferred];
+			i--;
+		}
+	}
+	/* ... and from a batch that is running right now. */
+	for (size_t i = 0; i < cap_batch; i++)
+		if (batch && batch[i] == s)
+			batch[i] = NULL;
+}
+
+void sbuf_close(struct pv_socket *s)
+{
+	if (s->closing)
+		return;
+	if (fwd.src == s || fwd.dst == s)
+		sbuf_forward_flush();
+	/* Best effort: push out a final error message before closing. */
+	if (buf_pending(&s->out) > 0 && s->fd >= 0 && !s->connecting)
+		(void)send(s->fd, s->out.data + s->out.pos, buf_pending(&s->out),
+			   MSG_NOSIGNAL | MSG_DONTWAIT);
+	s->closing = true;
+	deferred_forget(s);
+	if (s->ev_read) {
+		event_free(s->ev_read);
+		s->ev_read = NULL;
+	}
+	if (s->ev_write) {
+		event_free(s->ev_write);
+		s->ev_write = NULL;
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	list_del(&s->node);
+	list_append(&G.justfree, &s->node);
+}
+
+bool sbuf_connect(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	if (sa->sa_family != AF_UNIX) {
+		int on = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	}
+	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+		int err = errno;
+		close(fd);
+		errno = err;
+		return false;
+	}
+	s->fd = fd;
+	s->ev_read = event_new(G.base, fd, EV_READ | EV_PERSIST, on_read, s);
+	s->ev_write = event_new(G.base, fd, EV_WRITE | EV_PERSIST, on_write, s);
+	if (!s->ev_read || !s->ev_write)
+		return false;
+	/* Writability tells us the connect finished (or failed). */
+	s->connecting = true;
+	event_add(s->ev_write, NULL);
+	return true;
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct pv_socket *s = arg;
+	struct pv_socket *feeder;
+
+	if (s->connecting) {
+		int err = 0;
+		socklen_t elen = sizeof(err);
+		s->connecting = false;
+		event_del(s->ev_write);
+		update_read_event(s);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			err = errno;
+		server_connected(s, err);
+		return;
+	}
+	sbuf_flush(s);
+	if (s->closing || buf_pending(&s->out) > 0)
+		return;
+	/* Drained: whoever was blocked feeding us may read again. */
+	feeder = s->link;
+	if (feeder && feeder->bp_paused && !feeder->closing)
+		sbuf_resume_bp(feeder);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct pv_socket *s = arg;
+	size_t want = (size_t)G.cf->pkt_buf;
+	ssize_t n;
+
+	if (buf_pending(&s->in) == 0)
+		buf_reset(&s->in);
+	if (s->in.cap - s->in.len < want / 2 && !buf_reserve(&s->in, want)) {
+		if (s->is_server)
+			server_close(s, "out of memory");
+		else
+			client_close(s, "out of memory");
+		return;
+	}
+	n = recv(fd, s->in.data + s->in.len, s->in.cap - s->in.len, 0);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		if (s->is_server)
+			server_on_eof(s);
+		else
+			client_on_eof(s);
+		return;
+	}
+	if (n < 0)
+		return;
+	s->in.len += (size_t)n;
+	if (s->pool) {
+		if (s->is_server)
+			s->pool->stats.bytes_sent += (uint64_t)n;
+		else
+			s->pool->stats.bytes_received += (uint64_t)n;
+	}
+	process_input(s);
+}
+
+static enum pkt_action dispatch(struct pv_socket *s, struct pkt *p)
+{
+	return s->is_server ? server_handle_pkt(s, p) : client_handle_pkt(s, p);
+}
+
+static void protocol_violation(struct pv_socket *s, const char *what)
+{
+	if (s->is_server) {
+		server_close(s, what);
+	} else {
+		client_fatal(s, "08P01", "%s", what);
+	}
+}
+
+/* Pass through (or drop) the remainder of a streamed message. */
+static bool stream_remainder(struct pv_socket *s)
+{
+	size_t avail = buf_pending(&s->in);
+	size_t n = avail < s->pass_remain ? avail : (size_t)s->pass_remain;
+	if (n == 0)
+		return false;
+	if (!s->pass_drop)
+		forward_bytes(s, s->in.pos, n);
+	s->in.pos += n;
+	s->pass_remain -= n;
+	return true;
+}
+
+void sbuf_resume_bp(struct pv_socket *s)
+{
+	if (!s->bp_paused)
+		return;
+	s->bp_paused = false;
+	update_read_event(s);
+	if (!s->read_paused)
+		sbuf_wakeup(s);
+}
+
+static void process_input(struct pv_socket *s)
+{
+	while (!s->closing && !s->read_paused && !s->bp_paused) {
+		struct pkt p;
+		enum frame_result fr;
+		enum pkt_action act;
+		size_t avail;
+
+		if (s->pass_remain) {
+			if (!stream_remainder(s))
+				break;
+			continue;
+		}
+		avail = buf_pending(&s->in);
+		if (avail == 0)
+			break;
+		if (!s->is_server && s->login_phase == LOGIN_STARTUP)
+			fr = proto_frame_startup(s->in.data + s->in.pos, avail, &p);
+		else
+			fr = proto_frame(s->in.data + s->in.pos, avail, &p);
+		if (fr == FRAME_NEED_MORE)
+			break;
+		if (fr == FRAME_BAD) {
+			protocol_violation(s, s->login_phase == LOGIN_STARTUP && !s->is_server
+						      ? "invalid startup packet"
+						      : "invalid packet length");
+			return;
+		}
+		if ((int64_t)p.len > G.cf->max_packet_size) {
+			protocol_violation(s, "max_packet_size exceeded");
+			return;
+		}
+		act = dispatch(s, &p);
+		switch (act) {
+		case PKT_FORWARD:
+			forward_bytes(s, s->in.pos, p.avail);
+			s->in.pos += p.avail;
+			s->pass_remain = p.len - p.avail;
+			s->pass_drop = false;
+			break;
+		case PKT_FORWARD_THEN_DONE:
+			forward_bytes(s, s->in.pos, p.len);
+			s->in.pos += p.len;
+			server_after_forward(s);
+			break;
+		case PKT_DROP:
+			s->in.pos += p.avail;
+			s->pass_remain = p.len - p.avail;
+			s->pass_drop = true;
+			break;
+		case PKT_CONSUMED:
+			s->in.pos += p.len;
+			break;
+		case PKT_NEED_FULL:
+			/* Growing may move or compact the buffer: send the batch first. */
+			sbuf_forward_flush();
+			if (!buf_reserve(&s->in, p.len - p.avail)) {
+				protocol_violation(s, "out of memory");
+				return;
+			}
+			goto out;
+		case PKT_PAUSE:
+			if (!s->read_paused) {
+				s->read_paused = true;
+				update_read_event(s);
+			}
+			goto out;
+		case PKT_STOP:
+			sbuf_forward_flush();
+			return;
+		}
+	}
+out:
+	sbuf_forward_flush();
+	if (!s->closing && buf_pending(&s->in) == 0)
+		buf_reset(&s->in);
+}
