@@ -74,6 +74,19 @@ static void check_servers(struct pv_pool *pool, usec_t now)
 	}
 }
 
+static void check_used_servers(struct pv_pool *pool, usec_t now)
+{
+	struct list_head *it, *tmp;
+	list_for_each_safe(it, tmp, &pool->used_servers)
+	{
+		struct pv_socket *s = container_of(it, struct pv_socket, node);
+		if (s->close_needed || pool->db->dead)
+			server_close(s, "database configuration changed");
+		else if (G.cf->server_idle_timeout > 0 && now - s->idle_since > G.cf->server_idle_timeout)
+			server_close(s, "server idle timeout");
+	}
+}
+
 static void janitor_run(evutil_socket_t fd, short what, void *arg)
 {
 	usec_t now = now_usec();
@@ -85,6 +98,7 @@ static void janitor_run(evutil_socket_t fd, short what, void *arg)
 		struct pv_pool *pool = container_of(it, struct pv_pool, node);
 		check_waiting_clients(pool, now);
 		check_servers(pool, now);
+		check_used_servers(pool, now);
 	}
 	pools_per_loop();
 }

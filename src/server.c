@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
 
 /* --- connecting ------------------------------------------------------------- */
 
@@ -162,6 +163,29 @@ bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target)
 	return true;
 }
 
+static void log_new_connection(struct pv_socket *s)
+{
+	socklen_t len = sizeof(s->local);
+	char addr[INET6_ADDRSTRLEN] = "unix";
+	int port = 0;
+
+	if (getsockname(s->fd, (struct sockaddr *)&s->local, &len) == 0) {
+		if (s->local.ss_family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)&s->local;
+			inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+			port = ntohs(in->sin_port);
+		} else if (s->local.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *in6 = (const void *)&s->local;
+			inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+			port = ntohs(in6->sin6_port);
+		}
+	}
+	if (port)
+		slog_info(s, "new connection to server (from %s:%d)", addr, port);
+	else
+		slog_info(s, "new connection to server (from %s)", addr);
+}
+
 static bool send_startup(struct pv_socket *s)
 {
 	const struct db_conf *dc = s->pool->db->conf;
@@ -219,7 +243,7 @@ void server_connected(struct pv_socket *s, int err)
 		return;
 	}
 	if (G.cf->log_connections)
-		slog_info(s, "new connection to server");
+		log_new_connection(s);
 	s->login_phase = LOGIN_AUTH;
 	if (!send_startup(s))
 		server_close(s, "out of memory");
