@@ -25,3 +25,8 @@ if [ "${PGVIGIL_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== integration tests (sanitizer build)"
   PGVIGIL_BIN="$top/build-asan/pgvigil" PGVIGIL_SANITIZED=1 "${PYTEST[@]}"
 fi
+
+if [ "${PGVIGIL_SKIP_FUZZ:-0}" != 1 ] && command -v clang >/dev/null; then
+  echo "== bounded fuzzing (FUZZ_SECONDS=${FUZZ_SECONDS:-20} per target)"
+  scripts/fuzz.sh build
+fi

@@ -15,6 +15,12 @@ enum frame_result proto_frame(const uint8_t *data, size_t avail, struct pkt *out
 	/* The length counts itself; below 4 it cannot describe any message. */
 	if (len < 4 || len > UINT32_MAX - 1)
 		return FRAME_BAD;
+	/*
+	 * No message type is 0, and struct pkt uses type 0 to mean "startup
+	 * packet": accepting it would shift pkt_body() back over a length byte.
+	 */
+	if (data[0] == 0)
+		return FRAME_BAD;
 	out->type = data[0];
 	out->len = len + 1;
 	out->hdr = data;

@@ -559,6 +559,10 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 		note_param(s, p);
 		return PKT_CONSUMED;
 	case 'Z':
+		if (pkt_body_len(p) != 1) {
+			server_close(s, "invalid ReadyForQuery");
+			return PKT_STOP;
+		}
 		if (s->expect_rfq > 0)
 			s->expect_rfq--;
 		s->tx_status = (char)pkt_body(p)[0];

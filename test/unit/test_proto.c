@@ -35,6 +35,9 @@ static void frame_bad_lengths(void **state)
 	(void)state;
 	assert_int_equal(proto_frame(short_len, 5, &p), FRAME_BAD);
 	assert_int_equal(proto_frame(huge_len, 5, &p), FRAME_BAD);
+	/* type 0 is no message type (found by fuzzing: it aliased startup framing) */
+	const uint8_t type0[] = {0, 0, 0, 0, 4};
+	assert_int_equal(proto_frame(type0, 5, &p), FRAME_BAD);
 }
 
 static void frame_startup(void **state)
