@@ -71,6 +71,7 @@ struct pv_stats {
 	uint64_t xact_count, query_count, server_assignment_count;
 	uint64_t bytes_received, bytes_sent;
 	uint64_t xact_time, query_time, wait_time; /* usec */
+	uint64_t client_parse_count, server_parse_count, bind_count;
 	uint64_t client_login_count;
 };
 
@@ -188,6 +189,11 @@ struct pv_socket {
 	usec_t idle_since;
 	bool copy_in;
 	struct pv_buf task_err; /* error text while running a task */
+
+	/* prepared.c: client name map; server statement set and request pipeline */
+	struct ps_client *ps_client;
+	struct ps_server *ps_server;
+	bool ps_track;
 };
 
 /* --- global state ------------------------------------------------------------ */

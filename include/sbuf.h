@@ -46,6 +46,8 @@ void sbuf_resume_bp(struct pv_socket *s);
 void sbuf_close(struct pv_socket *s);
 /* Non-blocking connect; the server handler is told through server_connected(). */
 bool sbuf_connect(struct pv_socket *s, const struct sockaddr *sa, socklen_t len);
+/* From a handler: forward the complete current message now (then return PKT_CONSUMED). */
+void sbuf_forward_current(struct pv_socket *s, const struct pkt *p);
 /* Send everything already gathered for forwarding (called before synthesizing output). */
 void sbuf_forward_flush(void);
 /* Run deferred wake-ups; returns true if there is more deferred work. */

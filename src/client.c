@@ -6,6 +6,7 @@
 #include "pool.h"
 #include "server.h"
 #include "hooks.h"
+#include "prepared.h"
 #include "log.h"
 #include "proto.h"
 
@@ -444,6 +445,8 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 	/* The server still runs the SET that syncs this client's parameters. */
 	if (s->task != TASK_NONE)
 		return PKT_PAUSE;
+	if (s->ps_track && ps_client_needs_full(p) && !pkt_complete(p))
+		return PKT_NEED_FULL;
 	if (pv_hooks.client_msg) {
 		enum pkt_action a = pv_hooks.client_msg(c, p);
 		if (a != PKT_FORWARD)
@@ -451,6 +454,8 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 	}
 	account_request_start(c, (char)p->type);
 	server_note_client_msg(s, (char)p->type);
+	if (s->ps_track)
+		return ps_client_msg(c, s, p);
 	return PKT_FORWARD;
 }
 

@@ -4,6 +4,7 @@
  */
 #include "pool.h"
 #include "log.h"
+#include "prepared.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -193,6 +194,8 @@ void socket_set_state(struct pv_socket *s, enum sock_state st)
 
 static void socket_destroy(struct pv_socket *s)
 {
+	ps_client_free(s);
+	ps_server_free(s);
 	buf_free(&s->in);
 	buf_free(&s->out);
 	buf_free(&s->task_err);

@@ -127,6 +127,12 @@ static void forward_bytes(struct pv_socket *s, size_t start, size_t len)
 	fwd.len = len;
 }
 
+void sbuf_forward_current(struct pv_socket *s, const struct pkt *p)
+{
+	/* The handler's message always starts at the read position. */
+	forward_bytes(s, s->in.pos, p->len);
+}
+
 bool sbuf_queue(struct pv_socket *s, const void *data, size_t len)
 {
 	sbuf_forward_flush();

@@ -7,6 +7,7 @@
 #include "authfile.h"
 #include "dns.h"
 #include "hooks.h"
+#include "prepared.h"
 #include "log.h"
 #include "proto.h"
 
@@ -470,6 +471,7 @@ static enum pkt_action handle_login_pkt(struct pv_socket *s, struct pkt *p)
 			free(s->scram_cl);
 			s->scram_cl = NULL;
 		}
+		s->ps_track = ps_server_wants_tracking(s);
 		if (G.cf->log_connections)
 			slog_info(s, "login to server done");
 		pool_server_login_ok(s);
@@ -557,6 +559,12 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 	}
 	case 'S':
 		note_param(s, p);
+		return PKT_CONSUMED;
+	case 'C':
+		/* A reset query such as DISCARD ALL drops the server's prepared statements. */
+		if (strstr((const char *)pkt_body(p), "DISCARD ALL") ||
+		    strstr((const char *)pkt_body(p), "DEALLOCATE ALL"))
+			ps_server_forget_all(s);
 		return PKT_CONSUMED;
 	case 'Z':
 		if (pkt_body_len(p) != 1) {
@@ -660,6 +668,8 @@ static enum pkt_action handle_ready(struct pv_socket *s, struct pkt *p)
 void server_after_forward(struct pv_socket *s)
 {
 	enum pool_mode mode;
+	if (s->ps_track && !s->closing)
+		ps_after_forward(s);
 	if (s->closing || !s->link || !server_is_ready(s))
 		return;
 	mode = pool_effective_mode(s->pool);
@@ -712,6 +722,11 @@ enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p)
 		return handle_unlinked_pkt(s, p);
 	if (pv_hooks.server_msg) {
 		enum pkt_action a = pv_hooks.server_msg(s, p);
+		if (a != PKT_FORWARD)
+			return a;
+	}
+	if (s->ps_track) {
+		enum pkt_action a = ps_server_msg(s, p);
 		if (a != PKT_FORWARD)
 			return a;
 	}

@@ -94,9 +94,9 @@ def test_psql_backslash_copy_in_and_out(pooler, pv_session, copy_table):
     assert r.stdout.strip() == "1000|750750.0"
 
 
-def _pgbench(p, mode, clients=50, xacts=40):
+def _pgbench(p, mode, clients=50, xacts=40, threads=2):
     env = dict(os.environ, PGPASSWORD=pvtest.PASSWORDS["plainuser"], PGCONNECT_TIMEOUT="10")
-    r = subprocess.run(["pgbench", "-n", "-M", mode, "-c", str(clients), "-j", "2", "-t", str(xacts),
+    r = subprocess.run(["pgbench", "-n", "-M", mode, "-c", str(clients), "-j", str(threads), "-t", str(xacts),
                         "-h", p.host, "-p", str(p.port), "-U", "plainuser", pvtest.TESTDB],
                        capture_output=True, text=True, timeout=20, env=env)
     out = r.stdout + r.stderr
@@ -122,11 +122,10 @@ def test_pgbench_transaction_mode_50_clients(pooler, pgbench_db, pg_cluster, mod
     assert 1 <= n <= 10
 
 
-@pytest.mark.skip(reason="needs protocol-level prepared statements in transaction mode "
-                  "(max_prepared_statements, issue 5); without them pgbench -M prepared "
-                  "stalls on 'prepared statement does not exist' errors")
 def test_pgbench_prepared_transaction_mode(pooler, pgbench_db):
-    # -M prepared: named protocol-level statements shared by 20 clients on 5 servers
-    # (needs prepared statement support in transaction mode, spec 5.4; PgBouncer >= 1.21)
-    p = pooler(pool_mode="transaction", default_pool_size=5)
-    _pgbench(p, "prepared", clients=20, xacts=40)
+    # -M prepared: named protocol-level statements shared by 50 clients on 10 servers
+    # (spec 5.4; PgBouncer >= 1.21). One pgbench thread per client: pgbench prepares with
+    # the blocking PQprepare, so a thread serving several clients would wait for a server
+    # while another of its own clients holds one mid-transaction (true of any pooler).
+    p = pooler(pool_mode="transaction", default_pool_size=10, max_client_conn=100)
+    _pgbench(p, "prepared", clients=50, xacts=40, threads=50)

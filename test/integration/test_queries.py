@@ -83,8 +83,6 @@ def test_psycopg_transaction_commit_and_rollback(pooler):
         c.commit()
 
 
-@pytest.mark.xfail(strict=True, reason="protocol-level prepared statements in transaction "
-                   "mode (max_prepared_statements) are issue 5")
 def test_transaction_mode_prepared_statements_across_clients(pooler):
     # Two clients share one server connection (pool_size=1) and both use the same
     # protocol-level statement names (psycopg calls them _pg3_0, ...): the pooler must

@@ -1,0 +1,738 @@
+/*
+ * prepared.c - protocol-level prepared statements shared across pooled
+ * server connections, and the per-server pipeline of outstanding requests.
+ */
+#include "prepared.h"
+#include "client.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What to do with the response to a queued request. */
+enum ps_act {
+	ACT_FORWARD,
+	ACT_SKIP, /* pgvigil's own request (injected Parse, eviction Close) */
+	ACT_FAKE, /* answered by pgvigil; synthesize when it reaches the head */
+};
+
+struct ps_pending {
+	char type;
+	uint8_t act;
+};
+
+/* One distinct Parse body; shared by every client and server that uses it. */
+struct ps_stmt {
+	struct ps_stmt *next;
+	uint64_t hash;
+	uint64_t id;
+	int refs;
+	size_t len;
+	uint8_t body[]; /* query\0 int16 nparams int32[nparams] */
+};
+
+struct ps_name {
+	struct ps_name *next;
+	struct ps_stmt *stmt;
+	char name[];
+};
+
+struct ps_client {
+	struct ps_name **buckets;
+	size_t size, count;
+};
+
+struct ps_held {
+	struct ps_held *next;
+	struct list_head lru; /* most recently used first */
+	struct ps_stmt *stmt;
+};
+
+struct ps_server {
+	struct ps_held **buckets;
+	size_t size, count;
+	struct list_head lru;
+	struct ps_pending *q; /* ring buffer */
+	size_t qhead, qcount, qcap;
+};
+
+#define NAME_PREFIX "PGVIGIL_"
+
+static struct ps_stmt **cache;
+static size_t cache_size, cache_count;
+static uint64_t next_stmt_id;
+
+static uint64_t hash_bytes(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* --- global statement cache ----------------------------------------------------- */
+
+static bool cache_grow(void)
+{
+	size_t nsize = cache_size ? cache_size * 2 : 256;
+	struct ps_stmt **nb = calloc(nsize, sizeof(*nb));
+	if (!nb)
+		return false;
+	for (size_t i = 0; i < cache_size; i++) {
+		struct ps_stmt *e = cache[i];
+		while (e) {
+			struct ps_stmt *next = e->next;
+			e->next = nb[e->hash & (nsize - 1)];
+			nb[e->hash & (nsize - 1)] = e;
+			e = next;
+		}
+	}
+	free(cache);
+	cache = nb;
+	cache_size = nsize;
+	return true;
+}
+
+/* Find or add the statement for a Parse body; returns it with one more reference. */
+static struct ps_stmt *stmt_get(const uint8_t *body, size_t len)
+{
+	uint64_t h = hash_bytes(body, len);
+	struct ps_stmt *e;
+
+	if ((cache_count + 1 > cache_size * 2 || !cache) && !cache_grow() && !cache)
+		return NULL;
+	for (e = cache[h & (cache_size - 1)]; e; e = e->next) {
+		if (e->hash == h && e->len == len && memcmp(e->body, body, len) == 0) {
+			e->refs++;
+			return e;
+		}
+	}
+	e = malloc(sizeof(*e) + len);
+	if (!e)
+		return NULL;
+	e->hash = h;
+	e->id = ++next_stmt_id;
+	e->refs = 1;
+	e->len = len;
+	memcpy(e->body, body, len);
+	e->next = cache[h & (cache_size - 1)];
+	cache[h & (cache_size - 1)] = e;
+	cache_count++;
+	return e;
+}
+
+static void stmt_put(struct ps_stmt *st)
+{
+	struct ps_stmt **pp;
+	if (--st->refs > 0)
+		return;
+	for (pp = &cache[st->hash & (cache_size - 1)]; *pp; pp = &(*pp)->next) {
+		if (*pp == st) {
+			*pp = st->next;
+			break;
+		}
+	}
+	cache_count--;
+	free(st);
+}
+
+/* --- per-client names ---------------------------------------------------------------- */
+
+static struct ps_name **name_slot(struct ps_client *pc, const char *name)
+{
+	uint64_t h = hash_bytes(name, strlen(name));
+	struct ps_name **pp = &pc->buckets[h & (pc->size - 1)];
+	while (*pp && strcmp((*pp)->name, name) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static bool client_map_grow(struct ps_client *pc)
+{
+	size_t nsize = pc->size ? pc->size * 2 : 16;
+	struct ps_name **nb = calloc(nsize, sizeof(*nb));
+	if (!nb)
+		return false;
+	for (size_t i = 0; i < pc->size; i++) {
+		struct ps_name *e = pc->buckets[i];
+		while (e) {
+			struct ps_name *next = e->next;
+			uint64_t h = hash_bytes(e->name, strlen(e->name));
+			e->next = nb[h & (nsize - 1)];
+			nb[h & (nsize - 1)] = e;
+			e = next;
+		}
+	}
+	free(pc->buckets);
+	pc->buckets = nb;
+	pc->size = nsize;
+	return true;
+}
+
+static struct ps_client *client_state(struct pv_socket *c)
+{
+	if (!c->ps_client) {
+		c->ps_client = calloc(1, sizeof(*c->ps_client));
+		if (c->ps_client && !client_map_grow(c->ps_client)) {
+			free(c->ps_client);
+			c->ps_client = NULL;
+		}
+	}
+	return c->ps_client;
+}
+
+static struct ps_stmt *client_lookup(struct pv_socket *c, const char *name)
+{
+	struct ps_client *pc = c->ps_client;
+	struct ps_name *e;
+	if (!pc)
+		return NULL;
+	e = *name_slot(pc, name);
+	return e ? e->stmt : NULL;
+}
+
+static bool client_add(struct ps_client *pc, const char *name, struct ps_stmt *st)
+{
+	size_t n = strlen(name);
+	struct ps_name *e, **slot;
+	if (pc->count + 1 > pc->size * 2 && !client_map_grow(pc))
+		return false;
+	e = malloc(sizeof(*e) + n + 1);
+	if (!e)
+		return false;
+	memcpy(e->name, name, n + 1);
+	e->stmt = st;
+	slot = name_slot(pc, name);
+	e->next = *slot;
+	*slot = e;
+	pc->count++;
+	return true;
+}
+
+static void client_remove(struct ps_client *pc, const char *name)
+{
+	struct ps_name **slot = name_slot(pc, name), *e = *slot;
+	if (!e)
+		return;
+	*slot = e->next;
+	stmt_put(e->stmt);
+	free(e);
+	pc->count--;
+}
+
+static void client_clear(struct ps_client *pc)
+{
+	for (size_t i = 0; i < pc->size; i++) {
+		struct ps_name *e = pc->buckets[i];
+		while (e) {
+			struct ps_name *next = e->next;
+			stmt_put(e->stmt);
+			free(e);
+			e = next;
+		}
+		pc->buckets[i] = NULL;
+	}
+	pc->count = 0;
+}
+
+void ps_client_free(struct pv_socket *c)
+{
+	if (!c->ps_client)
+		return;
+	client_clear(c->ps_client);
+	free(c->ps_client->buckets);
+	free(c->ps_client);
+	c->ps_client = NULL;
+}
+
+int ps_client_count(const struct pv_socket *c)
+{
+	return c->ps_client ? (int)c->ps_client->count : 0;
+}
+
+/* --- per-server statements and pipeline ----------------------------------------------- */
+
+static struct ps_server *server_state(struct pv_socket *s)
+{
+	struct ps_server *ps = s->ps_server;
+	if (ps)
+		return ps;
+	ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return NULL;
+	ps->size = 64;
+	ps->buckets = calloc(ps->size, sizeof(*ps->buckets));
+	ps->qcap = 16;
+	ps->q = malloc(ps->qcap * sizeof(*ps->q));
+	if (!ps->buckets || !ps->q) {
+		free(ps->buckets);
+		free(ps->q);
+		free(ps);
+		return NULL;
+	}
+	list_init(&ps->lru);
+	s->ps_server = ps;
+	return ps;
+}
+
+static struct ps_held **held_slot(struct ps_server *ps, const struct ps_stmt *st)
+{
+	struct ps_held **pp = &ps->buckets[st->id & (ps->size - 1)];
+	while (*pp && (*pp)->stmt != st)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void held_remove(struct ps_server *ps, struct ps_held *h)
+{
+	struct ps_held **slot = held_slot(ps, h->stmt);
+	*slot = h->next;
+	list_del(&h->lru);
+	stmt_put(h->stmt);
+	free(h);
+	ps->count--;
+}
+
+void ps_server_forget_all(struct pv_socket *s)
+{
+	struct ps_server *ps = s->ps_server;
+	struct list_head *it, *tmp;
+	if (!ps)
+		return;
+	list_for_each_safe(it, tmp, &ps->lru)
+	held_remove(ps, container_of(it, struct ps_held, lru));
+}
+
+void ps_server_free(struct pv_socket *s)
+{
+	if (!s->ps_server)
+		return;
+	ps_server_forget_all(s);
+	free(s->ps_server->buckets);
+	free(s->ps_server->q);
+	free(s->ps_server);
+	s->ps_server = NULL;
+}
+
+int ps_server_count(const struct pv_socket *s)
+{
+	return s->ps_server ? (int)s->ps_server->count : 0;
+}
+
+int ps_pending_count(const struct pv_socket *s)
+{
+	return s->ps_server ? (int)s->ps_server->qcount : 0;
+}
+
+static bool q_push(struct ps_server *ps, char type, enum ps_act act)
+{
+	if (ps->qcount == ps->qcap) {
+		size_t ncap = ps->qcap * 2;
+		struct ps_pending *nq = malloc(ncap * sizeof(*nq));
+		if (!nq)
+			return false;
+		for (size_t i = 0; i < ps->qcount; i++)
+			nq[i] = ps->q[(ps->qhead + i) % ps->qcap];
+		free(ps->q);
+		ps->q = nq;
+		ps->qhead = 0;
+		ps->qcap = ncap;
+	}
+	ps->q[(ps->qhead + ps->qcount) % ps->qcap] = (struct ps_pending){type, (uint8_t)act};
+	ps->qcount++;
+	return true;
+}
+
+static struct ps_pending *q_head(struct ps_server *ps)
+{
+	return ps->qcount ? &ps->q[ps->qhead] : NULL;
+}
+
+static void q_pop(struct ps_server *ps)
+{
+	ps->qhead = (ps->qhead + 1) % ps->qcap;
+	ps->qcount--;
+}
+
+/* Synthesize the responses pgvigil answers itself once everything before them is answered. */
+static void emit_fakes(struct pv_socket *s)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_pending *h;
+	while (ps && (h = q_head(ps)) != NULL && h->act == ACT_FAKE) {
+		/* ParseComplete '1' or CloseComplete '3': type byte + length 4 */
+		uint8_t msg[5] = {h->type == 'P' ? '1' : '3', 0, 0, 0, 4};
+		q_pop(ps);
+		if (s->link)
+			sbuf_queue(s->link, msg, sizeof(msg));
+	}
+}
+
+bool ps_server_wants_tracking(const struct pv_socket *server)
+{
+	return G.cf->max_prepared_statements > 0 &&
+	       pool_effective_mode(server->pool) != POOL_SESSION;
+}
+
+/* --- messages to the server ----------------------------------------------------------- */
+
+static void internal_name(const struct ps_stmt *st, char *buf, size_t len)
+{
+	snprintf(buf, len, NAME_PREFIX "%" PRIu64, st->id);
+}
+
+static bool send_close(struct pv_socket *s, const struct ps_stmt *st)
+{
+	char name[32];
+	struct pv_buf out;
+	struct pkt_builder b;
+	bool ok;
+	internal_name(st, name, sizeof(name));
+	buf_init(&out);
+	build_begin(&b, &out, 'C');
+	build_u8(&b, 'S');
+	build_string(&b, name);
+	ok = build_end(&b) && sbuf_queue(s, out.data, out.len) &&
+	     q_push(s->ps_server, 'C', ACT_SKIP);
+	buf_free(&out);
+	return ok;
+}
+
+/* Make room under max_prepared_statements by closing the least recently used statement. */
+static bool evict_if_full(struct pv_socket *s)
+{
+	struct ps_server *ps = s->ps_server;
+	while (ps->count >= (size_t)G.cf->max_prepared_statements && !list_empty(&ps->lru)) {
+		struct ps_held *h = container_of(ps->lru.prev, struct ps_held, lru);
+		if (!send_close(s, h->stmt))
+			return false;
+		held_remove(ps, h);
+	}
+	return true;
+}
+
+/* Send Parse for st under its internal name and remember the server has it. */
+static bool server_prepare(struct pv_socket *s, struct ps_stmt *st, enum ps_act act)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_held *h;
+	char name[32];
+	struct pv_buf out;
+	struct pkt_builder b;
+	bool ok;
+
+	if (!evict_if_full(s))
+		return false;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return false;
+	internal_name(st, name, sizeof(name));
+	buf_init(&out);
+	build_begin(&b, &out, 'P');
+	build_string(&b, name);
+	build_bytes(&b, st->body, st->len);
+	ok = build_end(&b) && sbuf_queue(s, out.data, out.len) && q_push(ps, 'P', act);
+	buf_free(&out);
+	if (!ok) {
+		free(h);
+		return false;
+	}
+	h->stmt = st;
+	st->refs++;
+	h->next = ps->buckets[st->id & (ps->size - 1)];
+	ps->buckets[st->id & (ps->size - 1)] = h;
+	list_prepend(&ps->lru, &h->lru);
+	ps->count++;
+	s->pool->stats.server_parse_count++;
+	return true;
+}
+
+/* true if the server has st (and mark it recently used). */
+static bool server_has(struct pv_socket *s, struct ps_stmt *st)
+{
+	struct ps_held *h = *held_slot(s->ps_server, st);
+	if (!h)
+		return false;
+	list_del(&h->lru);
+	list_prepend(&s->ps_server->lru, &h->lru);
+	return true;
+}
+
+static bool ensure_on_server(struct pv_socket *s, struct ps_stmt *st)
+{
+	return server_has(s, st) || server_prepare(s, st, ACT_SKIP);
+}
+
+/* Re-send a message with the statement name replaced: head | internal name | tail. */
+static bool send_renamed(struct pv_socket *s, uint8_t type, const uint8_t *head, size_t head_len,
+			 const struct ps_stmt *st, const uint8_t *tail, size_t tail_len)
+{
+	char name[32];
+	struct pv_buf out;
+	struct pkt_builder b;
+	bool ok;
+	internal_name(st, name, sizeof(name));
+	buf_init(&out);
+	build_begin(&b, &out, type);
+	build_bytes(&b, head, head_len);
+	build_string(&b, name);
+	build_bytes(&b, tail, tail_len);
+	ok = build_end(&b) && sbuf_queue(s, out.data, out.len);
+	buf_free(&out);
+	return ok;
+}
+
+/* --- client messages -------------------------------------------------------------- */
+
+bool ps_client_needs_full(const struct pkt *p)
+{
+	return p->type == 'P' || p->type == 'B' || p->type == 'D' || p->type == 'C';
+}
+
+static enum pkt_action oom(struct pv_socket *c)
+{
+	client_fatal(c, "53200", "out of memory");
+	return PKT_STOP;
+}
+
+static enum pkt_action bad_message(struct pv_socket *c)
+{
+	client_fatal(c, "08P01", "invalid message format");
+	return PKT_STOP;
+}
+
+static enum pkt_action forward_tracked(struct pv_socket *s, char type)
+{
+	return q_push(s->ps_server, type, ACT_FORWARD) ? PKT_FORWARD : oom(s->link);
+}
+
+static enum pkt_action client_parse(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
+	struct pkt_reader r;
+	const char *name;
+	struct ps_client *pc;
+	struct ps_stmt *st;
+
+	reader_init_pkt(&r, p);
+	name = read_string(&r);
+	if (!name || reader_left(&r) < 3)
+		return bad_message(c);
+	if (!name[0])
+		return forward_tracked(s, 'P');
+	c->pool->stats.client_parse_count++;
+	if (client_lookup(c, name)) {
+		client_fatal(c, "08P01", "prepared statement name is already in use");
+		return PKT_STOP;
+	}
+	pc = client_state(c);
+	st = pc ? stmt_get(r.data + r.pos, reader_left(&r)) : NULL;
+	if (!st)
+		return oom(c);
+	if (!client_add(pc, name, st)) {
+		stmt_put(st);
+		return oom(c);
+	}
+	if (server_has(s, st)) {
+		if (!q_push(s->ps_server, 'P', ACT_FAKE))
+			return oom(c);
+		emit_fakes(s);
+		return PKT_CONSUMED;
+	}
+	return server_prepare(s, st, ACT_FORWARD) ? PKT_CONSUMED : oom(c);
+}
+
+static struct ps_stmt *known_stmt(struct pv_socket *c, const char *name)
+{
+	struct ps_stmt *st = client_lookup(c, name);
+	if (!st)
+		client_fatal(c, "08P01", "prepared statement did not exist");
+	return st;
+}
+
+static enum pkt_action client_bind(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
+	struct pkt_reader r;
+	const char *portal, *name;
+	size_t head_len;
+	struct ps_stmt *st;
+
+	reader_init_pkt(&r, p);
+	portal = read_string(&r);
+	head_len = r.pos;
+	name = read_string(&r);
+	if (!portal || !name)
+		return bad_message(c);
+	if (!name[0])
+		return forward_tracked(s, 'B');
+	c->pool->stats.bind_count++;
+	if (!(st = known_stmt(c, name)))
+		return PKT_STOP;
+	if (!ensure_on_server(s, st) ||
+	    !send_renamed(s, 'B', r.data, head_len, st, r.data + r.pos, reader_left(&r)) ||
+	    !q_push(s->ps_server, 'B', ACT_FORWARD))
+		return oom(c);
+	return PKT_CONSUMED;
+}
+
+static enum pkt_action client_describe(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
+	struct pkt_reader r;
+	uint8_t kind;
+	const char *name;
+	struct ps_stmt *st;
+
+	reader_init_pkt(&r, p);
+	kind = read_u8(&r);
+	name = read_string(&r);
+	if (!name || reader_left(&r) != 0)
+		return bad_message(c);
+	if (kind != 'S' || !name[0])
+		return forward_tracked(s, 'D');
+	if (!(st = known_stmt(c, name)))
+		return PKT_STOP;
+	if (!ensure_on_server(s, st) || !send_renamed(s, 'D', &kind, 1, st, NULL, 0) ||
+	    !q_push(s->ps_server, 'D', ACT_FORWARD))
+		return oom(c);
+	return PKT_CONSUMED;
+}
+
+static enum pkt_action client_close_msg(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
+	struct pkt_reader r;
+	uint8_t kind;
+	const char *name;
+
+	reader_init_pkt(&r, p);
+	kind = read_u8(&r);
+	name = read_string(&r);
+	if (!name || reader_left(&r) != 0)
+		return bad_message(c);
+	if (kind != 'S' || !name[0])
+		return forward_tracked(s, 'C');
+	/* The server keeps the statement for other clients; only this client's name goes. */
+	if (c->ps_client)
+		client_remove(c->ps_client, name);
+	if (!q_push(s->ps_server, 'C', ACT_FAKE))
+		return oom(c);
+	emit_fakes(s);
+	return PKT_CONSUMED;
+}
+
+enum pkt_action ps_client_msg(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
+	if (!server_state(s))
+		return oom(c);
+	switch (p->type) {
+	case 'P':
+		return client_parse(c, s, p);
+	case 'B':
+		return client_bind(c, s, p);
+	case 'D':
+		return client_describe(c, s, p);
+	case 'C':
+		return client_close_msg(c, s, p);
+	case 'E':
+	case 'S':
+	case 'Q':
+	case 'F':
+		return forward_tracked(s, (char)p->type);
+	default:
+		return PKT_FORWARD;
+	}
+}
+
+/* --- server responses ---------------------------------------------------------------- */
+
+static bool tag_drops_statements(struct pkt *p)
+{
+	const char *tag = (const char *)pkt_body(p);
+	size_t n = pkt_body_len(p);
+	return (n == sizeof("DISCARD ALL") && memcmp(tag, "DISCARD ALL", n) == 0) ||
+	       (n == sizeof("DEALLOCATE ALL") && memcmp(tag, "DEALLOCATE ALL", n) == 0);
+}
+
+/* The response completing the head request: forward or drop it, then emit fakes behind it. */
+static enum pkt_action respond(struct pv_socket *s, struct pkt *p, char expect)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_pending *h = q_head(ps);
+	enum ps_act act;
+
+	if (!h || h->type != expect) {
+		/* Out of step: never guess, forward and let the client judge. */
+		slog_warning(s, "unexpected response '%c' to pipeline head '%c'", p->type,
+			     h ? h->type : '-');
+		return PKT_FORWARD;
+	}
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	act = (enum ps_act)h->act;
+	q_pop(ps);
+	if (act == ACT_FORWARD)
+		sbuf_forward_current(s, p);
+	emit_fakes(s);
+	return PKT_CONSUMED;
+}
+
+/* After an error PostgreSQL skips everything up to Sync: so do the queue and its fakes. */
+static enum pkt_action error_response(struct pv_socket *s)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_pending *h = q_head(ps);
+	if (!h || h->type == 'Q' || h->type == 'F')
+		return PKT_FORWARD;
+	while ((h = q_head(ps)) != NULL && h->type != 'S')
+		q_pop(ps);
+	return PKT_FORWARD;
+}
+
+enum pkt_action ps_server_msg(struct pv_socket *s, struct pkt *p)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_pending *h = ps ? q_head(ps) : NULL;
+
+	if (!h)
+		return PKT_FORWARD;
+	switch (p->type) {
+	case '1':
+		return respond(s, p, 'P');
+	case '2':
+		return respond(s, p, 'B');
+	case '3':
+		return respond(s, p, 'C');
+	case 'T':
+	case 'n':
+		return h->type == 'D' ? respond(s, p, 'D') : PKT_FORWARD;
+	case 'C':
+		if (!pkt_complete(p))
+			return PKT_NEED_FULL;
+		if (tag_drops_statements(p)) {
+			ps_server_forget_all(s);
+			if (s->link && s->link->ps_client)
+				client_clear(s->link->ps_client);
+		}
+		return h->type == 'E' ? respond(s, p, 'E') : PKT_FORWARD;
+	case 'I':
+	case 's':
+		return h->type == 'E' ? respond(s, p, 'E') : PKT_FORWARD;
+	case 'E':
+		return error_response(s);
+	case 'Z':
+		q_pop(ps);
+		return PKT_FORWARD;
+	default:
+		return PKT_FORWARD;
+	}
+}
+
+void ps_after_forward(struct pv_socket *s)
+{
+	emit_fakes(s);
+}
