@@ -65,6 +65,7 @@ done
 echo "built ${#targets[@]} fuzz targets in $out"
 
 failed=0
+nfail=0
 for t in "${targets[@]}"; do
   IFS='|' read -r _ _ maxlen <<<"${SPEC[$t]}"
   corpus="$work/$t"
@@ -77,6 +78,7 @@ for t in "${targets[@]}"; do
     grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$log" | tail -1 || true
   else
     failed=1
+    nfail=$((nfail + 1))
     tail -n 60 "$log"
     echo "fuzz.sh: $t FAILED (full log: $log)" >&2
     sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | while IFS= read -r a; do
@@ -85,4 +87,5 @@ for t in "${targets[@]}"; do
     done
   fi
 done
+echo "fuzz: $((${#targets[@]} - nfail)) passed, $nfail failed"
 exit $failed
