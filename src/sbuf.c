@@ -37,6 +37,46 @@ static size_t n_deferred, cap_deferred;
 static struct pv_socket **batch;
 static size_t cap_batch;
 
+/*
+ * Idle sockets keep no buffers: an emptied buffer of the standard size goes
+ * back to a small cache, so thousands of idle clients cost little memory and
+ * busy ones do not call malloc for every request.
+ */
+#define IOBUF_CACHE_MAX 256
+static uint8_t *iobuf_cache[IOBUF_CACHE_MAX];
+static size_t iobuf_cached;
+
+/* The capacity buf_reserve() gives an empty buffer asked for pkt_buf bytes. */
+static size_t iobuf_std_cap(void)
+{
+	size_t cap = 256;
+	while (cap < (size_t)G.cf->pkt_buf)
+		cap *= 2;
+	return cap;
+}
+
+static void iobuf_release(struct pv_buf *b)
+{
+	if (!b->data)
+		return;
+	if (b->cap == iobuf_std_cap() && iobuf_cached < IOBUF_CACHE_MAX)
+		iobuf_cache[iobuf_cached++] = b->data;
+	else
+		free(b->data);
+	buf_init(b);
+}
+
+static bool iobuf_acquire(struct pv_buf *b, size_t want)
+{
+	if (!b->data && iobuf_cached > 0 && want <= iobuf_std_cap()) {
+		b->data = iobuf_cache[--iobuf_cached];
+		b->cap = iobuf_std_cap();
+		b->pos = b->len = 0;
+		return true;
+	}
+	return buf_reserve(b, want);
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void process_input(struct pv_socket *s);
@@ -158,10 +198,9 @@ void sbuf_flush(struct pv_socket *s)
 		if (n < 0 && errno == EINTR)
 			continue;
 		/* Broken connection: let the read side report it. */
-		buf_reset(&s->out);
 		break;
 	}
-	buf_reset(&s->out);
+	iobuf_release(&s->out);
 	event_del(s->ev_write);
 }
 
@@ -328,7 +367,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 	if (buf_pending(&s->in) == 0)
 		buf_reset(&s->in);
-	if (s->in.cap - s->in.len < want / 2 && !buf_reserve(&s->in, want)) {
+	if (!s->in.data ? !iobuf_acquire(&s->in, want)
+			: (s->in.cap - s->in.len < want / 2 && !buf_reserve(&s->in, want))) {
 		if (s->is_server)
 			server_close(s, "out of memory");
 		else
@@ -468,5 +508,5 @@ static void process_input(struct pv_socket *s)
 out:
 	sbuf_forward_flush();
 	if (!s->closing && buf_pending(&s->in) == 0)
-		buf_reset(&s->in);
+		iobuf_release(&s->in);
 }
