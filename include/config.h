@@ -162,6 +162,8 @@ struct pv_config {
 	int max_prepared_statements;
 	int max_user_client_connections;
 	int max_user_connections;
+	char *metrics_listen_addr; /* pgvigil: Prometheus /metrics listener, "" = off */
+	int metrics_listen_port;   /* pgvigil */
 	int min_pool_size;
 	int peer_id;
 	char *pidfile;

@@ -15,5 +15,7 @@ void listeners_close_tcp(void);
 void listeners_close_all(void);
 /* Stop / resume accepting (SUSPEND, max_client_conn back-off). */
 void listeners_pause(bool paused);
+/* SHOW FDS: the i-th open listening fd (false past the end; fd -1 for closed slots). */
+bool listeners_fd_at(int i, int *fd, bool *is_unix);
 
 #endif

@@ -54,6 +54,8 @@ struct pv_database {
 	bool is_admin;
 	bool is_auto;
 	bool dead; /* removed by RELOAD; freed when empty */
+	bool paused;   /* admin PAUSE db / KILL db: no server work until RESUME db */
+	bool disabled; /* admin DISABLE db: new client logins refused */
 	int client_count;
 	int server_count;
 	usec_t inactive_since; /* autodb reaping */
@@ -71,7 +73,7 @@ struct pv_stats {
 	uint64_t xact_count, query_count, server_assignment_count;
 	uint64_t bytes_received, bytes_sent;
 	uint64_t xact_time, query_time, wait_time; /* usec */
-	uint64_t client_parse_count, server_parse_count, bind_count;
+	uint64_t client_parse_count, server_parse_count, bind_count; /* prepared statements */
 	uint64_t client_login_count;
 };
 
@@ -108,7 +110,11 @@ struct pv_pool {
 	uint8_t scram_server_key[SCRAM_KEY_LEN];
 
 	int host_rr; /* round-robin position in a host list */
+	usec_t last_lifetime_close; /* server_lifetime closes are spread out (janitor.c) */
+	usec_t unused_since;	    /* no clients and no servers since then (pool_idle_timeout) */
 	struct pv_stats stats;
+	/* stats.c: totals at the last two stats_period ticks; averages = their difference */
+	struct pv_stats stats_older, stats_newer;
 };
 
 enum server_task {
@@ -186,8 +192,10 @@ struct pv_socket {
 	struct scram_client *scram_cl;
 	struct dns_req *dns;
 	int host_index;
-	usec_t idle_since;
+	usec_t idle_since; /* last release or ReadyForQuery: idle / idle-in-transaction age */
 	bool copy_in;
+	bool wait_notified; /* client got the query_wait_notify NOTICE */
+	bool suspended; /* admin SUSPEND stopped reading it (admin.c resumes it) */
 	struct pv_buf task_err; /* error text while running a task */
 
 	/* prepared.c: client name map; server statement set and request pipeline */
@@ -197,6 +205,20 @@ struct pv_socket {
 };
 
 /* --- global state ------------------------------------------------------------ */
+
+/* Global admin pause state: PAUSE waits for servers to be released, SUSPEND stops all I/O. */
+enum pause_mode {
+	PAUSE_NONE,
+	PAUSE_PAUSE,
+	PAUSE_SUSPEND,
+};
+
+enum shutdown_mode {
+	SHUTDOWN_NONE,
+	SHUTDOWN_WAIT_FOR_SERVERS, /* SIGINT: pause, exit when no server connection is left */
+	SHUTDOWN_WAIT_FOR_CLIENTS, /* SIGTERM: exit when no client is left */
+	SHUTDOWN_IMMEDIATE,
+};
 
 struct pv_globals {
 	struct event_base *base;
@@ -212,8 +234,16 @@ struct pv_globals {
 	int client_count;	/* non-admin logged-in + login clients */
 	uint8_t mock_nonce[32]; /* per-process secret for mock SCRAM salts */
 	bool shutting_down;
+	enum pause_mode pause_mode;	 /* admin PAUSE / SUSPEND (admin.c) */
+	enum shutdown_mode shutdown_mode; /* SHUTDOWN / SIGINT / SIGTERM (admin.c, main.c) */
 };
 extern struct pv_globals G;
+
+/* New requests of a paused pool wait without a server (global PAUSE/SUSPEND or PAUSE db). */
+static inline bool pool_is_paused(const struct pv_pool *pool)
+{
+	return !pool->db->is_admin && (G.pause_mode != PAUSE_NONE || pool->db->paused);
+}
 
 /* --- objects (objects.c) -------------------------------------------------------- */
 
@@ -222,6 +252,9 @@ struct pv_database *database_find(const char *name);
 struct pv_database *database_get(const char *name);
 struct pv_user *user_get(const char *name);
 struct pv_pool *pool_get(struct pv_database *db, struct pv_user *user);
+/* Unlink and free a pool / database that no socket refers to any more. */
+void pool_free(struct pv_pool *pool);
+void database_free(struct pv_database *db);
 /* Rebuild databases after a config (re)load; tags servers of changed dbs close_needed. */
 void databases_sync_with_config(void);
 
@@ -262,5 +295,16 @@ void pools_per_loop(void);
 void pool_server_login_ok(struct pv_socket *server);
 /* A server login failed: fail waiting login clients, start back-off. */
 void pool_server_login_failed(struct pv_socket *server, const char *sqlstate, const char *msg);
+
+/* Effective limits (pool.c): [users] > [databases] > [pgbouncer] as PgBouncer resolves them. */
+int pool_min_size(const struct pv_pool *pool);
+int pool_reserve_size(const struct pv_pool *pool);
+usec_t pool_server_lifetime(const struct pv_pool *pool);
+/* NULL, or the error text when the pool's db/user client cap is reached (at login). */
+const char *pool_client_limit(const struct pv_pool *pool);
+/* Janitor: top up to min_pool_size, shrink above pool_size + reserve. */
+void pool_maintain_size(struct pv_pool *pool);
+/* May a server of this pool be closed for server_lifetime now? (one close per lifetime/size) */
+bool pool_lifetime_over(struct pv_pool *pool, const struct pv_socket *server, usec_t now);
 
 #endif

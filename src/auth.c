@@ -4,6 +4,7 @@
  * tell which user names exist.
  */
 #include "client.h"
+#include "admin.h"
 #include "pool.h"
 #include "authfile.h"
 #include "log.h"
@@ -26,8 +27,17 @@ static void auth_ok(struct pv_socket *c)
 {
 	struct pv_pool *pool = c->pool;
 
+	/* admin console: access rules and welcome in admin.c; max_client_conn not enforced */
+	if (pool->db->is_admin) {
+		admin_login_ok(c);
+		return;
+	}
 	if (G.client_count >= G.cf->max_client_conn) {
 		client_fatal(c, "08P01", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (pool_client_limit(pool)) {
+		client_fatal(c, "08P01", "%s", pool_client_limit(pool));
 		return;
 	}
 	if (pool->last_login_error && !pool->have_welcome &&

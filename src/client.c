@@ -3,6 +3,7 @@
  * messages a logged-in client sends.
  */
 #include "client.h"
+#include "admin.h"
 #include "pool.h"
 #include "server.h"
 #include "hooks.h"
@@ -68,7 +69,8 @@ void client_close(struct pv_socket *c, const char *reason)
 	if (c->pool && c->login_phase == LOGIN_DONE) {
 		c->pool->db->client_count--;
 		c->pool->user->client_count--;
-		G.client_count--;
+		if (!c->pool->db->is_admin) /* admin: not counted (admin.c) */
+			G.client_count--;
 	}
 	if (G.cf->log_disconnections && c->state != CL_CANCEL)
 		slog_info(c, "closing because: %s (age=%llds)", reason,
@@ -257,13 +259,25 @@ static bool choose_pool(struct pv_socket *c)
 	struct pv_user *user;
 	const char *pool_user;
 
-	if (strcmp(c->startup_db, "pgbouncer") == 0 || strcmp(c->startup_db, "pgvigil") == 0) {
-		client_fatal(c, "08P01", "admin console is not available yet");
+	/* admin console (admin.c): its own db and pool, never a server */
+	if (admin_is_admin_db_name(c->startup_db)) {
+		c->wants_admin = true;
+		c->pool = admin_pool_get();
+		if (!c->pool)
+			client_fatal(c, "53200", "out of memory");
+		return c->pool != NULL;
+	}
+	if (G.shutdown_mode != SHUTDOWN_NONE) {
+		client_fatal(c, "08P01", "pooler is shutting down");
 		return false;
 	}
 	db = database_get(c->startup_db);
 	if (!db) {
 		client_fatal(c, "08P01", "no such database: %s", c->startup_db);
+		return false;
+	}
+	if (db->disabled) {
+		client_fatal(c, "08P01", "database \"%s\" is disabled", db->name);
 		return false;
 	}
 	pool_user = db->conf && db->conf->user ? db->conf->user : c->startup_user;
@@ -338,7 +352,11 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 	if (!choose_pool(c))
 		return PKT_STOP;
 	c->login_phase = LOGIN_AUTH;
-	auth_start(c);
+	/* admin console: same-UID unix user "pgbouncer" needs no password (admin.c) */
+	if (c->wants_admin && admin_is_own_user(c))
+		admin_login_ok(c);
+	else
+		auth_start(c);
 	return c->closing ? PKT_STOP : PKT_CONSUMED;
 }
 
@@ -409,11 +427,15 @@ void client_server_ready(struct pv_socket *c)
 	sbuf_wakeup(c);
 }
 
-static void account_request_start(struct pv_socket *c, char type)
+/*
+ * Any message of a logged-in client that arrives while no request is open
+ * starts one (PgBouncer counts before looking for a server, so query_time
+ * includes the wait and a Describe/Close + Sync counts as a query too).
+ */
+static void account_request_start(struct pv_socket *c)
 {
 	usec_t now;
-	if (c->query_start || (type != 'Q' && type != 'P' && type != 'B' && type != 'E' &&
-			       type != 'F' && type != 'S'))
+	if (c->query_start)
 		return;
 	now = now_usec();
 	c->query_start = now;
@@ -429,6 +451,9 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 {
 	struct pv_socket *s;
 
+	/* admin console: answered by admin.c, never forwarded */
+	if (c->pool->db->is_admin)
+		return admin_handle_pkt(c, p);
 	if (p->type == 'X') {
 		client_close(c, "client close request");
 		return PKT_STOP;
@@ -437,6 +462,7 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 		client_fatal(c, "08P01", "PQexec disallowed");
 		return PKT_STOP;
 	}
+	account_request_start(c);
 	if (!c->link && !pool_request_server(c))
 		return PKT_PAUSE;
 	s = c->link;
@@ -445,6 +471,7 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 	/* The server still runs the SET that syncs this client's parameters. */
 	if (s->task != TASK_NONE)
 		return PKT_PAUSE;
+	/* Prepared-statement bookkeeping reads the whole message: wait for it first. */
 	if (s->ps_track && ps_client_needs_full(p) && !pkt_complete(p))
 		return PKT_NEED_FULL;
 	if (pv_hooks.client_msg) {
@@ -452,7 +479,6 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 		if (a != PKT_FORWARD)
 			return a;
 	}
-	account_request_start(c, (char)p->type);
 	server_note_client_msg(s, (char)p->type);
 	if (s->ps_track)
 		return ps_client_msg(c, s, p);

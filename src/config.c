@@ -162,6 +162,8 @@ static const struct cf_key keys[] = {
 	K_INT(max_prepared_statements, "200", true),
 	K_INT(max_user_client_connections, "0", true),
 	K_INT(max_user_connections, "0", true),
+	K_STR(metrics_listen_addr, "", false), /* pgvigil: Prometheus endpoint, "" = off */
+	K_INT(metrics_listen_port, "9127", false),
 	K_INT(min_pool_size, "0", true),
 	K_INT(peer_id, "0", true),
 	K_STR(pidfile, "", false),

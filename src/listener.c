@@ -240,3 +240,13 @@ void listeners_pause(bool paused)
 			event_add(listeners[i].ev, NULL);
 	}
 }
+
+/* admin.c (SHOW FDS) */
+bool listeners_fd_at(int i, int *fd, bool *is_unix)
+{
+	if (i < 0 || i >= n_listeners)
+		return false;
+	*fd = listeners[i].fd;
+	*is_unix = listeners[i].is_unix;
+	return true;
+}

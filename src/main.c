@@ -3,13 +3,16 @@
  * configuration (re)load and the event loop.
  */
 #include "pv_build_config.h"
+#include "admin.h"
 #include "authfile.h"
 #include "dns.h"
 #include "janitor.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "sbuf.h"
+#include "stats.h"
 #include "varcache.h"
 
 #include <ares.h>
@@ -26,14 +29,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum shutdown_mode {
-	RUNNING,
-	WAIT_FOR_SERVERS, /* SIGINT */
-	WAIT_FOR_CLIENTS, /* SIGTERM */
-	SHUTDOWN_NOW,
-};
-
-static enum shutdown_mode shutdown_mode = RUNNING;
 static const char *pidfile_written;
 
 static void usage(FILE *out, const char *prog)
@@ -101,6 +96,8 @@ static bool reload_config(void)
 	config_keep_non_reloadable(next, G.cf);
 	old = G.cf;
 	G.cf = next;
+	/* While db->conf still points into the old config: close changed, kill removed. */
+	admin_apply_reload();
 	databases_sync_with_config();
 	if (!load_auth_file(err, sizeof(err)))
 		log_error("auth_file reload failed, keeping the old one: %s", err);
@@ -111,7 +108,35 @@ static bool reload_config(void)
 	return true;
 }
 
+/* Admin SET changed a key in place: re-apply what is applied at load time. */
+static void config_changed(void)
+{
+	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	apply_logging(cli_quiet, cli_daemon, cli_verbose);
+}
+
+static const struct admin_ops main_admin_ops = {
+	.reload = reload_config,
+	.config_changed = config_changed,
+};
+
 /* --- signals ------------------------------------------------------------------- */
+
+/* TERM / INT: graceful shutdown; a second one (or one during SUSPEND) exits at once. */
+static void on_stop_signal(const char *name, enum shutdown_mode mode)
+{
+	if (G.shutdown_mode != SHUTDOWN_NONE || G.pause_mode == PAUSE_SUSPEND) {
+		log_info("got %s while shutting down, fast exit", name);
+		admin_start_shutdown(SHUTDOWN_IMMEDIATE);
+		return;
+	}
+	if (mode == SHUTDOWN_WAIT_FOR_CLIENTS)
+		log_info("got %s, shutting down, waiting for all clients to disconnect", name);
+	else
+		log_info("got %s, shutting down, waiting for all servers connections to be released",
+			 name);
+	admin_start_shutdown(mode);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -121,42 +146,35 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		reload_config();
 		break;
 	case SIGTERM:
-		if (shutdown_mode != RUNNING) {
-			log_info("got SIGTERM while shutting down, fast exit");
-			shutdown_mode = SHUTDOWN_NOW;
-			break;
-		}
-		log_info("got SIGTERM, shutting down, waiting for all clients to disconnect");
-		shutdown_mode = WAIT_FOR_CLIENTS;
-		G.shutting_down = true;
-		listeners_close_tcp();
+		on_stop_signal("SIGTERM", SHUTDOWN_WAIT_FOR_CLIENTS);
 		break;
 	case SIGINT:
-		if (shutdown_mode != RUNNING) {
-			log_info("got SIGINT while shutting down, fast exit");
-			shutdown_mode = SHUTDOWN_NOW;
-			break;
-		}
-		log_info("got SIGINT, shutting down, waiting for all servers connections to be "
-			 "released");
-		shutdown_mode = WAIT_FOR_SERVERS;
-		G.shutting_down = true;
-		listeners_close_tcp();
+		on_stop_signal("SIGINT", SHUTDOWN_WAIT_FOR_SERVERS);
 		break;
 	case SIGQUIT:
 		log_info("got SIGQUIT, fast exit");
-		shutdown_mode = SHUTDOWN_NOW;
+		admin_start_shutdown(SHUTDOWN_IMMEDIATE);
+		break;
+	case SIGUSR1:
+		log_info("got SIGUSR1, pausing all activity");
+		admin_pause_all();
+		break;
+	case SIGUSR2:
+		if (G.shutdown_mode != SHUTDOWN_NONE) {
+			log_info("got SIGUSR2 while shutting down, ignoring");
+			break;
+		}
+		log_info("got SIGUSR2, continuing from pause");
+		admin_resume_all();
 		break;
 	default:
 		break;
 	}
-	if (shutdown_mode == SHUTDOWN_NOW)
-		event_base_loopbreak(G.base);
 }
 
 static bool setup_signals(void)
 {
-	static const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+	static const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
 	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		struct event *ev = evsignal_new(G.base, sigs[i], on_signal, NULL);
@@ -230,27 +248,55 @@ static void daemonize(void)
 	}
 }
 
-static bool shutdown_complete(void)
+static bool any_client_left(void)
 {
 	struct list_head *it;
-	if (shutdown_mode == RUNNING)
-		return false;
-	if (shutdown_mode == SHUTDOWN_NOW)
+	if (!list_empty(&G.login_clients))
 		return true;
 	list_for_each(it, &G.pools)
 	{
 		struct pv_pool *p = container_of(it, struct pv_pool, node);
-		if (shutdown_mode == WAIT_FOR_CLIENTS &&
-		    (!list_empty(&p->active_clients) || !list_empty(&p->waiting_clients)))
-			return false;
-		if (shutdown_mode == WAIT_FOR_SERVERS && !list_empty(&p->active_servers))
-			return false;
+		if (!list_empty(&p->active_clients) || !list_empty(&p->waiting_clients))
+			return true;
 	}
-	if (shutdown_mode == WAIT_FOR_CLIENTS && !list_empty(&G.login_clients))
+	return false;
+}
+
+static bool any_server_left(void)
+{
+	struct list_head *it;
+	list_for_each(it, &G.pools)
+	{
+		struct pv_pool *p = container_of(it, struct pv_pool, node);
+		if (pool_server_count(p) > 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * WAIT_FOR_CLIENTS ends when no client (admin ones included, as in PgBouncer)
+ * is connected; WAIT_FOR_SERVERS when the pause closed every server.
+ */
+static bool shutdown_complete(void)
+{
+	switch (G.shutdown_mode) {
+	case SHUTDOWN_NONE:
 		return false;
-	log_info(shutdown_mode == WAIT_FOR_CLIENTS ? "client connections dropped, exiting"
-						   : "server connections dropped, exiting");
-	return true;
+	case SHUTDOWN_IMMEDIATE:
+		return true;
+	case SHUTDOWN_WAIT_FOR_CLIENTS:
+		if (any_client_left())
+			return false;
+		log_info("client connections dropped, exiting");
+		return true;
+	case SHUTDOWN_WAIT_FOR_SERVERS:
+	default:
+		if (any_server_left())
+			return false;
+		log_info("server connections dropped, exiting");
+		return true;
+	}
 }
 
 static void run_loop(void)
@@ -258,6 +304,8 @@ static void run_loop(void)
 	bool more = false;
 	while (!shutdown_complete()) {
 		event_base_loop(G.base, more ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
+		/* Before the deferred run: completing a PAUSE/SUSPEND wakes the admin client. */
+		admin_per_loop();
 		more = sbuf_run_deferred();
 		socket_free_justfree();
 	}
@@ -341,10 +389,15 @@ int main(int argc, char **argv)
 	if (!G.dns)
 		die("dns setup failed: %s", err);
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	admin_set_ops(&main_admin_ops);
 	if (!setup_signals() || !janitor_start())
 		die("event setup failed");
+	if (!stats_start())
+		die("stats timer setup failed");
 	if (!listeners_open(err, sizeof(err)))
 		die("%s", err);
+	if (!metrics_start())
+		die("cannot start the metrics listener");
 	if (G.cf->pidfile[0])
 		write_pidfile(G.cf->pidfile);
 	log_info("process up: pgvigil %s, libevent %s (%s), adns: c-ares %s, tls: none",
@@ -352,6 +405,8 @@ int main(int argc, char **argv)
 		 ares_version(NULL));
 	run_loop();
 	listeners_close_all();
+	metrics_stop();
+	stats_stop();
 	janitor_stop();
 	log_info("shutting down");
 	return 0;

@@ -132,6 +132,22 @@ struct pv_pool *pool_get(struct pv_database *db, struct pv_user *user)
 	return p;
 }
 
+void pool_free(struct pv_pool *pool)
+{
+	list_del(&pool->node);
+	buf_free(&pool->welcome_params);
+	varcache_clear(&pool->server_defaults);
+	free(pool->last_login_error);
+	free(pool);
+}
+
+void database_free(struct pv_database *db)
+{
+	list_del(&db->node);
+	free(db->name);
+	free(db);
+}
+
 struct pv_socket *socket_new(bool is_server)
 {
 	struct pv_socket *s = calloc(1, sizeof(*s));

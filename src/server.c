@@ -659,6 +659,7 @@ static enum pkt_action handle_ready(struct pv_socket *s, struct pkt *p)
 	if (s->expect_rfq > 0)
 		s->expect_rfq--;
 	s->tx_status = (char)pkt_body(p)[0];
+	s->idle_since = now_usec(); /* idle_transaction_timeout counts from here */
 	account_request_end(s);
 	if (s->tx_status != 'I' && s->link && pool_effective_mode(s->pool) == POOL_STATEMENT)
 		return statement_mode_violation(s);
