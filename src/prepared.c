@@ -23,6 +23,10 @@ enum ps_act {
 struct ps_pending {
 	char type;
 	uint8_t act;
+	/* Parse only: the statement and the client's name for it, to undo both if
+	 * PostgreSQL rejects or skips the Parse. */
+	struct ps_stmt *stmt;
+	char *name;
 };
 
 /* One distinct Parse body; shared by every client and server that uses it. */
@@ -58,9 +62,14 @@ struct ps_server {
 	struct list_head lru;
 	struct ps_pending *q; /* ring buffer */
 	size_t qhead, qcount, qcap;
+	/* An error arrived before the client's Sync: PostgreSQL ignores every message up
+	 * to that Sync, so they pass through untracked. */
+	bool discarding;
 };
 
 #define NAME_PREFIX "PGVIGIL_"
+
+static void q_pop(struct ps_server *ps);
 
 static struct ps_stmt **cache;
 static size_t cache_size, cache_count;
@@ -314,6 +323,8 @@ void ps_server_free(struct pv_socket *s)
 {
 	if (!s->ps_server)
 		return;
+	while (s->ps_server->qcount)
+		q_pop(s->ps_server);
 	ps_server_forget_all(s);
 	free(s->ps_server->buckets);
 	free(s->ps_server->q);
@@ -331,8 +342,12 @@ int ps_pending_count(const struct pv_socket *s)
 	return s->ps_server ? (int)s->ps_server->qcount : 0;
 }
 
-static bool q_push(struct ps_server *ps, char type, enum ps_act act)
+/* Queue a request; st and name (Parse only) are kept to undo a rejected Parse. */
+static bool q_push_entry(struct ps_server *ps, char type, enum ps_act act, struct ps_stmt *st,
+			 const char *name)
 {
+	char *copy = NULL;
+
 	if (ps->qcount == ps->qcap) {
 		size_t ncap = ps->qcap * 2;
 		struct ps_pending *nq = malloc(ncap * sizeof(*nq));
@@ -345,9 +360,18 @@ static bool q_push(struct ps_server *ps, char type, enum ps_act act)
 		ps->qhead = 0;
 		ps->qcap = ncap;
 	}
-	ps->q[(ps->qhead + ps->qcount) % ps->qcap] = (struct ps_pending){type, (uint8_t)act};
+	if (name && !(copy = strdup(name)))
+		return false;
+	if (st)
+		st->refs++;
+	ps->q[(ps->qhead + ps->qcount) % ps->qcap] = (struct ps_pending){type, (uint8_t)act, st, copy};
 	ps->qcount++;
 	return true;
+}
+
+static bool q_push(struct ps_server *ps, char type, enum ps_act act)
+{
+	return q_push_entry(ps, type, act, NULL, NULL);
 }
 
 static struct ps_pending *q_head(struct ps_server *ps)
@@ -357,6 +381,12 @@ static struct ps_pending *q_head(struct ps_server *ps)
 
 static void q_pop(struct ps_server *ps)
 {
+	struct ps_pending *h = &ps->q[ps->qhead];
+	if (h->stmt)
+		stmt_put(h->stmt);
+	free(h->name);
+	h->stmt = NULL;
+	h->name = NULL;
 	ps->qhead = (ps->qhead + 1) % ps->qcap;
 	ps->qcount--;
 }
@@ -418,8 +448,12 @@ static bool evict_if_full(struct pv_socket *s)
 	return true;
 }
 
-/* Send Parse for st under its internal name and remember the server has it. */
-static bool server_prepare(struct pv_socket *s, struct ps_stmt *st, enum ps_act act)
+/*
+ * Send Parse for st under its internal name and remember the server has it;
+ * name is the client's name for it (NULL for a Parse pgvigil injects).
+ */
+static bool server_prepare(struct pv_socket *s, struct ps_stmt *st, enum ps_act act,
+			   const char *client_name)
 {
 	struct ps_server *ps = s->ps_server;
 	struct ps_held *h;
@@ -438,7 +472,8 @@ static bool server_prepare(struct pv_socket *s, struct ps_stmt *st, enum ps_act 
 	build_begin(&b, &out, 'P');
 	build_string(&b, name);
 	build_bytes(&b, st->body, st->len);
-	ok = build_end(&b) && sbuf_queue(s, out.data, out.len) && q_push(ps, 'P', act);
+	ok = build_end(&b) && sbuf_queue(s, out.data, out.len) &&
+	     q_push_entry(ps, 'P', act, st, client_name);
 	buf_free(&out);
 	if (!ok) {
 		free(h);
@@ -467,7 +502,7 @@ static bool server_has(struct pv_socket *s, struct ps_stmt *st)
 
 static bool ensure_on_server(struct pv_socket *s, struct ps_stmt *st)
 {
-	return server_has(s, st) || server_prepare(s, st, ACT_SKIP);
+	return server_has(s, st) || server_prepare(s, st, ACT_SKIP, NULL);
 }
 
 /* Re-send a message with the statement name replaced: head | internal name | tail. */
@@ -540,12 +575,12 @@ static enum pkt_action client_parse(struct pv_socket *c, struct pv_socket *s, st
 		return oom(c);
 	}
 	if (server_has(s, st)) {
-		if (!q_push(s->ps_server, 'P', ACT_FAKE))
+		if (!q_push_entry(s->ps_server, 'P', ACT_FAKE, st, name))
 			return oom(c);
 		emit_fakes(s);
 		return PKT_CONSUMED;
 	}
-	return server_prepare(s, st, ACT_FORWARD) ? PKT_CONSUMED : oom(c);
+	return server_prepare(s, st, ACT_FORWARD, name) ? PKT_CONSUMED : oom(c);
 }
 
 static struct ps_stmt *known_stmt(struct pv_socket *c, const char *name)
@@ -629,6 +664,13 @@ enum pkt_action ps_client_msg(struct pv_socket *c, struct pv_socket *s, struct p
 {
 	if (!server_state(s))
 		return oom(c);
+	if (s->ps_server->discarding) {
+		/* PostgreSQL ignores all of it until Sync; nothing will answer. */
+		if (p->type != 'S')
+			return PKT_FORWARD;
+		s->ps_server->discarding = false;
+		return forward_tracked(s, 'S');
+	}
 	switch (p->type) {
 	case 'P':
 		return client_parse(c, s, p);
@@ -681,15 +723,41 @@ static enum pkt_action respond(struct pv_socket *s, struct pkt *p, char expect)
 	return PKT_CONSUMED;
 }
 
-/* After an error PostgreSQL skips everything up to Sync: so do the queue and its fakes. */
+/*
+ * A Parse that failed, or that PostgreSQL skipped after an error, created
+ * nothing: forget that the server holds the statement and the client's name.
+ */
+static void undo_parse(struct pv_socket *s, const struct ps_pending *h)
+{
+	struct ps_held *held;
+	struct pv_socket *c = s->link;
+
+	if (h->type != 'P' || !h->stmt)
+		return;
+	if (h->act != ACT_FAKE && (held = *held_slot(s->ps_server, h->stmt)) != NULL)
+		held_remove(s->ps_server, held);
+	if (h->name && c && client_lookup(c, h->name) == h->stmt)
+		client_remove(c->ps_client, h->name);
+}
+
+/*
+ * After an error PostgreSQL skips everything up to Sync: so do the queue and
+ * the answers pgvigil would have synthesized. The error can overtake the
+ * client's Sync (PostgreSQL reports at once); then the rest of the client's
+ * pipeline up to its Sync passes untracked.
+ */
 static enum pkt_action error_response(struct pv_socket *s)
 {
 	struct ps_server *ps = s->ps_server;
 	struct ps_pending *h = q_head(ps);
 	if (!h || h->type == 'Q' || h->type == 'F')
 		return PKT_FORWARD;
-	while ((h = q_head(ps)) != NULL && h->type != 'S')
+	while ((h = q_head(ps)) != NULL && h->type != 'S') {
+		undo_parse(s, h);
 		q_pop(ps);
+	}
+	if (!h)
+		ps->discarding = true;
 	return PKT_FORWARD;
 }
 

@@ -119,13 +119,6 @@ def test_node_pg_named_queries_transaction_mode(pooler, pg_cluster, node_env, ma
                   summary_prefix="node-pg")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pgvigil bugs: (1) a named Parse the server rejects stays registered for the client and "
-    "as held on the server, so node-pg's legal re-Parse of the name is killed with 08P01 "
-    "'prepared statement name is already in use', and other clients get a fake ParseComplete "
-    "for it; (2) an ErrorResponse that arrives before the client's Sync has been queued "
-    "leaves the pending-response queue out of step, so pgvigil's own Close/Parse responses "
-    "reach the client (node-pg: TypeError in _handleParseComplete)"))
 def test_node_pg_named_query_errors_transaction_mode(pooler, pg_cluster, node_env):
     # the same workload plus, each round, a named query that fails to parse (node-pg sends
     # Parse again next time) and a named query failing inside a transaction, rolled back

@@ -205,3 +205,75 @@ def test_asyncpg_many_tasks_small_pool(pooler):
     results = asyncio.run(main())
     for n, total in enumerate(results):
         assert total == sum(i + n for i in range(20)) + sum(i * (n % 4 + 1) for i in range(20)) + 20
+
+
+def flush():
+    return message(b"H")
+
+
+def describe_portal(portal=""):
+    return message(b"D", b"P" + portal.encode() + b"\0")
+
+
+def err_code(msgs):
+    return [pvtest.parse_error(b).get("C") for t, b in msgs if t == b"E"]
+
+
+def test_failed_parse_leaves_no_name_behind(pooler):
+    p = pooler(default_pool_size=1, **TX)
+    with raw_login(p) as r:
+        r.send(parse("bad", "SELEC 1") + SYNC)
+        msgs = until_ready(r)
+        assert tags(msgs) == b"EZ" and err_code(msgs) == ["42601"]
+        # like PostgreSQL, the name is free again
+        r.send(parse("bad", "SELECT 1") + SYNC)
+        assert tags(until_ready(r)) == b"1Z"
+        r.send(bind("bad") + execute() + SYNC)
+        assert tags(until_ready(r)) == b"2DCZ"
+
+
+def test_failed_parse_text_is_not_assumed_prepared(pooler):
+    p = pooler(default_pool_size=1, **TX)
+    with raw_login(p) as r:
+        r.send(parse("x", "SELECT * FROM nosuch") + SYNC)
+        assert err_code(until_ready(r)) == ["42P01"]
+        # the same text under another name must reach the server again and fail again
+        r.send(parse("y", "SELECT * FROM nosuch") + SYNC)
+        assert err_code(until_ready(r)) == ["42P01"]
+
+
+def test_parse_skipped_after_error_poisons_nothing(pooler):
+    p = pooler(default_pool_size=1, **TX)
+    a, b = raw_login(p), raw_login(p)
+    with a, b:
+        # the named Parse comes after the failing Execute: PostgreSQL skips it
+        a.send(parse("", "SELECT 1/0") + bind("") + execute() + parse("n", "SELECT 3") + SYNC)
+        msgs = until_ready(a)
+        assert tags(msgs) == b"1EZ" and err_code(msgs) == ["22012"]
+        # another client on the same server preparing that text gets a real statement
+        b.send(parse("m", "SELECT 3") + SYNC)
+        assert tags(until_ready(b)) == b"1Z"
+        b.send(bind("m") + execute() + SYNC)
+        assert tags(until_ready(b)) == b"2DCZ"
+        # and a's own name n does not exist
+        a.send(parse("n", "SELECT 3") + SYNC)
+        assert tags(until_ready(a)) == b"1Z"
+
+
+def test_error_before_sync_keeps_pipeline_in_step(pooler):
+    # node-pg style: messages written one by one, the error overtakes the Sync
+    p = pooler(default_pool_size=1, max_prepared_statements=1, **TX)
+    with raw_login(p) as r:
+        r.send(parse("bad", "SELEC 1") + flush())
+        tag, body = r.recv_msg()
+        assert tag == b"E"
+        r.send(bind("bad") + describe_portal() + execute() + SYNC)
+        assert tags(until_ready(r)) == b"Z"
+        # pgvigil's own Close / injected Parse answers never leak to the client
+        r.send(parse("s1", "SELECT 1") + SYNC)
+        assert tags(until_ready(r)) == b"1Z"
+        r.send(parse("s2", "SELECT 2") + SYNC)
+        assert tags(until_ready(r)) == b"1Z"
+        for name in ("s1", "s2", "s1"):
+            r.send(bind(name) + execute() + SYNC)
+            assert tags(until_ready(r)) == b"2DCZ"
