@@ -9,6 +9,7 @@
 #include "dns.h"
 #include "listener.h"
 #include "log.h"
+#include "prepared.h"
 #include "stats.h"
 
 #include <arpa/inet.h>
@@ -383,7 +384,7 @@ static void socket_columns(struct admin_res *r, const struct pv_socket *s, bool 
 	if (!app && !s->is_server)
 		app = var_value(s, "application_name");
 	res_text(r, app ? app : "");
-	res_int(r, 0); /* prepared_statements */
+	res_int(r, s->is_server ? ps_server_count(s) : ps_client_count(s)); /* prepared_statements */
 	res_uint(r, (unsigned long long)s->id);
 }
 

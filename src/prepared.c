@@ -616,17 +616,23 @@ static enum pkt_action client_bind(struct pv_socket *c, struct pv_socket *s, str
 	return PKT_CONSUMED;
 }
 
-static enum pkt_action client_describe(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+/* Describe and Close bodies: a kind byte ('S' statement / 'P' portal) and a name. */
+static bool read_kind_name(const struct pkt *p, uint8_t *kind, const char **name)
 {
 	struct pkt_reader r;
+	reader_init_pkt(&r, p);
+	*kind = read_u8(&r);
+	*name = read_string(&r);
+	return *name && reader_left(&r) == 0;
+}
+
+static enum pkt_action client_describe(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
 	uint8_t kind;
 	const char *name;
 	struct ps_stmt *st;
 
-	reader_init_pkt(&r, p);
-	kind = read_u8(&r);
-	name = read_string(&r);
-	if (!name || reader_left(&r) != 0)
+	if (!read_kind_name(p, &kind, &name))
 		return bad_message(c);
 	if (kind != 'S' || !name[0])
 		return forward_tracked(s, 'D');
@@ -640,14 +646,10 @@ static enum pkt_action client_describe(struct pv_socket *c, struct pv_socket *s,
 
 static enum pkt_action client_close_msg(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
 {
-	struct pkt_reader r;
 	uint8_t kind;
 	const char *name;
 
-	reader_init_pkt(&r, p);
-	kind = read_u8(&r);
-	name = read_string(&r);
-	if (!name || reader_left(&r) != 0)
+	if (!read_kind_name(p, &kind, &name))
 		return bad_message(c);
 	if (kind != 'S' || !name[0])
 		return forward_tracked(s, 'C');

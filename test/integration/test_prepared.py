@@ -277,3 +277,24 @@ def test_error_before_sync_keeps_pipeline_in_step(pooler):
         for name in ("s1", "s2", "s1"):
             r.send(bind(name) + execute() + SYNC)
             assert tags(until_ready(r)) == b"2DCZ"
+
+
+def test_admin_shows_prepared_statements_and_counters(pooler):
+    from test_admin import admin, admin_pooler, show
+
+    p = admin_pooler(pooler, default_pool_size=1)
+    with raw_login(p) as r:
+        r.send(parse("a", "SELECT 1") + parse("b", "SELECT 2") + SYNC)
+        assert tags(until_ready(r)) == b"11Z"
+        for name in ("a", "b", "a"):
+            r.send(bind(name) + execute() + SYNC)
+            assert tags(until_ready(r)) == b"2DCZ"
+        with admin(p) as adm:
+            clients = [c for c in show(adm, "CLIENTS") if c["user"] == "md5user"]
+            assert [c["prepared_statements"] for c in clients] == ["2"]
+            servers = [s for s in show(adm, "SERVERS") if s["user"] == "md5user"]
+            assert [s["prepared_statements"] for s in servers] == ["2"]
+            totals = {row["name"]: int(row["value"]) for row in show(adm, "TOTALS")}
+            assert totals["total_ps_client_parse_count"] == 2
+            assert totals["total_ps_server_parse_count"] == 2
+            assert totals["total_ps_bind_count"] == 3
