@@ -127,6 +127,9 @@ bool scram_client_verify_final(struct scram_client *st, const char *server_final
 bool scram_client_set_nonce_for_test(struct scram_client *st, const char *nonce);
 bool scram_server_set_nonce_for_test(struct scram_server *st, const char *nonce);
 
+/* How often a PBKDF2 result came from the cache (tests, diagnostics). */
+unsigned long scram_salt_cache_hits(void);
+
 /* Base64 helpers (standard alphabet with padding). Return output length or -1. */
 int pv_b64_encode(const uint8_t *src, size_t len, char *dst, size_t dstlen);
 int pv_b64_decode(const char *src, size_t len, uint8_t *dst, size_t dstlen);

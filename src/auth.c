@@ -90,9 +90,15 @@ static void start_scram(struct pv_socket *c, const struct auth_entry *e)
 			mock = true;
 		}
 	} else {
-		uint8_t salt[16];
-		if (!random_bytes(salt, sizeof(salt)) ||
-		    !scram_secret_from_password(e->secret, salt, sizeof(salt),
+		/*
+		 * Use the salt a mock exchange shows for this name: a user with a
+		 * plaintext password looks like any other, and the derived secret
+		 * comes from the PBKDF2 cache on later logins.
+		 */
+		struct scram_secret shape;
+		scram_mock_secret(c->startup_user, G.mock_nonce, sizeof(G.mock_nonce),
+				  G.cf->scram_iterations, &shape);
+		if (!scram_secret_from_password(e->secret, shape.salt, shape.salt_len,
 						G.cf->scram_iterations, &secret)) {
 			client_close(c, "out of memory");
 			return;

@@ -291,15 +291,90 @@ static bool keys_from_salted(const uint8_t salted[SCRAM_KEY_LEN], uint8_t *clien
  * ordinary text typed on common keyboards, but a password such as "ﬁ" (U+FB01)
  * would derive a different secret than PostgreSQL's.
  */
+/*
+ * PBKDF2 with thousands of iterations costs milliseconds of CPU, and a pooler
+ * would pay it on every client login (secrets derived from plaintext) and
+ * every server login (logging in with a password). The inputs rarely change,
+ * so the results are cached, keyed by a hash of (password, salt, iterations).
+ * Holding a salted password in memory is no worse than holding the password.
+ */
+#define SALT_CACHE_SIZE 64
+
+static struct {
+	uint8_t key[SCRAM_KEY_LEN];
+	uint8_t salted[SCRAM_KEY_LEN];
+	uint64_t last_use; /* 0 = empty slot */
+} salt_cache[SALT_CACHE_SIZE];
+static uint64_t salt_cache_clock;
+static unsigned long salt_cache_hit_count;
+
+unsigned long scram_salt_cache_hits(void)
+{
+	return salt_cache_hit_count;
+}
+
+static bool salt_cache_key(const char *password, size_t pl, const uint8_t *salt, size_t salt_len,
+			   int iterations, uint8_t key[SCRAM_KEY_LEN])
+{
+	uint8_t iter[4] = {(uint8_t)(iterations >> 24), (uint8_t)(iterations >> 16),
+			   (uint8_t)(iterations >> 8), (uint8_t)iterations};
+	uint8_t len[8];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok;
+
+	/* the password length keeps (password, salt) boundaries unambiguous */
+	for (int i = 0; i < 8; i++)
+		len[i] = (uint8_t)((uint64_t)pl >> (8 * i));
+	ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, len, sizeof(len)) == 1 &&
+	     EVP_DigestUpdate(ctx, password, pl) == 1 && EVP_DigestUpdate(ctx, salt, salt_len) == 1 &&
+	     EVP_DigestUpdate(ctx, iter, sizeof(iter)) == 1 && EVP_DigestFinal_ex(ctx, key, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+static int salt_cache_find(const uint8_t key[SCRAM_KEY_LEN])
+{
+	for (int i = 0; i < SALT_CACHE_SIZE; i++)
+		if (salt_cache[i].last_use && mem_equal_ct(salt_cache[i].key, key, SCRAM_KEY_LEN))
+			return i;
+	return -1;
+}
+
+static void salt_cache_store(const uint8_t key[SCRAM_KEY_LEN], const uint8_t salted[SCRAM_KEY_LEN])
+{
+	int victim = 0;
+	for (int i = 1; i < SALT_CACHE_SIZE; i++)
+		if (salt_cache[i].last_use < salt_cache[victim].last_use)
+			victim = i;
+	memcpy(salt_cache[victim].key, key, SCRAM_KEY_LEN);
+	memcpy(salt_cache[victim].salted, salted, SCRAM_KEY_LEN);
+	salt_cache[victim].last_use = ++salt_cache_clock;
+}
+
 static bool salt_password(const char *password, const uint8_t *salt, size_t salt_len,
 			  int iterations, uint8_t out[SCRAM_KEY_LEN])
 {
 	size_t pl = strlen(password);
+	uint8_t key[SCRAM_KEY_LEN];
+	bool have_key;
+	int hit;
 
 	if (pl > INT_MAX || salt_len > INT_MAX || iterations < 1)
 		return false;
-	return PKCS5_PBKDF2_HMAC(password, (int)pl, salt, (int)salt_len, iterations, EVP_sha256(),
-				 SCRAM_KEY_LEN, out) == 1;
+	have_key = salt_cache_key(password, pl, salt, salt_len, iterations, key);
+	if (have_key && (hit = salt_cache_find(key)) >= 0) {
+		memcpy(out, salt_cache[hit].salted, SCRAM_KEY_LEN);
+		salt_cache[hit].last_use = ++salt_cache_clock;
+		salt_cache_hit_count++;
+		return true;
+	}
+	if (PKCS5_PBKDF2_HMAC(password, (int)pl, salt, (int)salt_len, iterations, EVP_sha256(),
+			      SCRAM_KEY_LEN, out) != 1)
+		return false;
+	if (have_key)
+		salt_cache_store(key, out);
+	return true;
 }
 
 bool scram_secret_from_password(const char *password, const uint8_t *salt, size_t salt_len,

@@ -636,6 +636,32 @@ static void test_base64(void **state)
 	assert_int_equal(pv_b64_decode("Zm9v!!!!", 4, dec, sizeof(dec)), 3);
 }
 
+/* PBKDF2 results are cached: same inputs hit the cache, any changed input misses. */
+static void test_salt_cache(void **state)
+{
+	const uint8_t salt[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+	const uint8_t salt2[16] = {2};
+	struct scram_secret a, b, c, d;
+	unsigned long hits;
+	(void)state;
+
+	assert_true(scram_secret_from_password("cache-me", salt, 16, 4096, &a));
+	hits = scram_salt_cache_hits();
+	assert_true(scram_secret_from_password("cache-me", salt, 16, 4096, &b));
+	assert_int_equal(scram_salt_cache_hits(), hits + 1);
+	assert_memory_equal(a.stored_key, b.stored_key, SCRAM_KEY_LEN);
+	assert_memory_equal(a.server_key, b.server_key, SCRAM_KEY_LEN);
+	/* different salt, iterations or password: computed, and different */
+	assert_true(scram_secret_from_password("cache-me", salt2, 16, 4096, &c));
+	assert_true(scram_secret_from_password("cache-me", salt, 16, 4097, &d));
+	assert_int_equal(scram_salt_cache_hits(), hits + 1);
+	assert_memory_not_equal(a.stored_key, c.stored_key, SCRAM_KEY_LEN);
+	assert_memory_not_equal(a.stored_key, d.stored_key, SCRAM_KEY_LEN);
+	assert_true(scram_secret_from_password("cache-mf", salt, 16, 4096, &c));
+	assert_int_equal(scram_salt_cache_hits(), hits + 1);
+	assert_memory_not_equal(a.stored_key, c.stored_key, SCRAM_KEY_LEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -658,6 +684,7 @@ int main(void)
 		cmocka_unit_test(test_final_malformed),
 		cmocka_unit_test(test_client_rejects_bad_server_first),
 		cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_salt_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
