@@ -57,12 +57,24 @@ static void hex_encode(const uint8_t *src, size_t n, char *dst)
 }
 
 /* out = "md5" + hex(md5(data)), or "" if MD5 is unavailable (e.g. FIPS mode). */
+/*
+ * OpenSSL 3 looks an algorithm up in its provider tables on every use of
+ * EVP_md5(); a login hashes several times, so fetch the implementation once.
+ */
+static const EVP_MD *md5_impl(void)
+{
+	static EVP_MD *md;
+	if (!md)
+		md = EVP_MD_fetch(NULL, "MD5", NULL);
+	return md ? md : EVP_md5();
+}
+
 static void md5_hex(const void *data, size_t n, char out[36])
 {
 	uint8_t d[16];
 	unsigned int olen = 0;
 
-	if (EVP_Digest(data, n, d, &olen, EVP_md5(), NULL) != 1 || olen != 16) {
+	if (EVP_Digest(data, n, d, &olen, md5_impl(), NULL) != 1 || olen != 16) {
 		out[0] = '\0';
 		return;
 	}

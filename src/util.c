@@ -3,6 +3,7 @@
  */
 #include "util.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +111,26 @@ bool mem_equal_ct(const void *a, const void *b, size_t n)
 	return d == 0;
 }
 
+/*
+ * Logins need a few random bytes each (salts, cancel keys); OpenSSL's DRBG
+ * costs thousands of instructions per call, so draw it in blocks and hand
+ * out slices. Used bytes are wiped. Only the event-loop thread calls this.
+ */
 bool random_bytes(void *buf, size_t n)
 {
-	return RAND_bytes(buf, (int)n) == 1;
+	static uint8_t pool[512];
+	static size_t avail;
+	uint8_t *out = buf;
+
+	if (n > sizeof(pool) / 2)
+		return RAND_bytes(buf, (int)n) == 1;
+	if (avail < n) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			return false;
+		avail = sizeof(pool);
+	}
+	memcpy(out, pool + sizeof(pool) - avail, n);
+	OPENSSL_cleanse(pool + sizeof(pool) - avail, n);
+	avail -= n;
+	return true;
 }

@@ -1,0 +1,7 @@
+#!/bin/bash
+# pgvigil vs PgBouncer benchmark (pgbench through each pooler).
+# Usage: bench/run.sh [-T SECONDS] [-r ROUNDS] [--scenarios a,b] [--out FILE] ...
+#        bench/run.sh --help
+# See doc/benchmarks.md.
+set -euo pipefail
+exec /usr/bin/python3 "$(cd "$(dirname "$0")" && pwd)/bench.py" "$@"
