@@ -30,6 +30,7 @@ struct authfile;
 struct dns_ctx;
 struct dns_req;
 struct pkt;
+struct ssl_st;
 
 enum sock_state {
 	SOCK_FREE,
@@ -117,12 +118,22 @@ struct pv_pool {
 	struct pv_stats stats_older, stats_newer;
 };
 
+/* Replication connections (replication.c): physical (replication=true) or logical (=database). */
+enum repl_kind {
+	REPL_NONE,
+	REPL_PHYSICAL,
+	REPL_LOGICAL,
+};
+
+struct peer_pool;
+
 enum server_task {
 	TASK_NONE,
 	TASK_SET_VARS, /* SET for varcache sync, client waits */
 	TASK_RESET,    /* server_reset_query */
 	TASK_CHECK,    /* server_check_query */
 	TASK_CONNECT_QUERY,
+	TASK_AUTH_QUERY, /* auth_query for a parked login client (auth_query.c) */
 };
 
 /* Client login progress. */
@@ -147,6 +158,14 @@ struct pv_socket {
 	bool bp_paused;	   /* back-pressure: the linked socket's output is full */
 	bool connecting;   /* non-blocking connect in progress */
 	bool closing;	   /* closed; memory freed at end of loop iteration */
+	/* TLS (tls.c; sbuf.c drives it): NULL on plain sockets. */
+	struct ssl_st *tls;
+	uint8_t tls_state;	   /* enum tls_sock_state (tls.h) */
+	bool tls_direct;	   /* client: TLS from the first byte (no SSLRequest) */
+	bool tls_read_wants_write; /* SSL_read needs the socket writable first */
+	bool tls_write_wants_read; /* SSL_write needs the socket readable first */
+	bool tls_broken;	   /* fatal TLS error: no close_notify, no more I/O */
+	char *tls_host;		   /* server: the host name verify-full checks */
 	struct pv_buf in;  /* bytes read, not yet processed */
 	struct pv_buf out; /* bytes to write */
 	/* Bytes of a large message being streamed straight to link without parsing. */
@@ -180,6 +199,10 @@ struct pv_socket {
 	uint8_t md5_salt[4];
 	bool auth_cleartext; /* sent AuthenticationCleartextPassword */
 	bool mock_auth;
+	/* auth_query.c: while the query runs, the client waits in the auth pool */
+	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
+	bool aq_done;		      /* queried for this login: use the cached credentials */
+	int aq_rows;		      /* DataRows seen; -1 = malformed result */
 	struct pv_socket *cancel_target; /* CancelRequest: the server to cancel */
 
 	/* server side */
@@ -202,6 +225,14 @@ struct pv_socket {
 	struct ps_client *ps_client;
 	struct ps_server *ps_server;
 	bool ps_track;
+
+	/* replication.c: a replication client and its dedicated server share the kind */
+	enum repl_kind replication;
+	char *repl_value;	   /* client: the "replication" startup value, sent verbatim */
+	char *repl_options;	   /* client: the "options" startup value, sent verbatim */
+	struct pv_buf repl_params; /* server: its own login's ParameterStatus (client welcome) */
+	/* peer.c: a CancelRequest forwarded to another process of a [peers] set-up */
+	struct peer_pool *peer;
 };
 
 /* --- global state ------------------------------------------------------------ */

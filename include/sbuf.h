@@ -50,6 +50,11 @@ bool sbuf_connect(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
 void sbuf_forward_current(struct pv_socket *s, const struct pkt *p);
 /* Send everything already gathered for forwarding (called before synthesizing output). */
 void sbuf_forward_flush(void);
+/*
+ * Start TLS on s (after 'S' was exchanged, or on a direct-TLS client) and run
+ * the handshake on its events; false when it failed (s closed).
+ */
+bool sbuf_tls_start(struct pv_socket *s);
 /* Run deferred wake-ups; returns true if there is more deferred work. */
 bool sbuf_run_deferred(void);
 

@@ -16,9 +16,17 @@ struct pkt;
 
 /* Open a new server connection for the pool. */
 bool server_launch(struct pv_pool *pool);
+/* A replication client's dedicated server, linked from the start (replication.c). */
+bool server_launch_replication(struct pv_socket *client);
+/* server_fast_close / replication: close a close_needed server between transactions. */
+bool server_fast_close_check(struct pv_socket *s);
 /* Open a connection that only carries a CancelRequest for target. */
 bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target);
 void server_connected(struct pv_socket *s, int err);
+/* sbuf.c: TLS with the server is up / was refused ('N') / failed. */
+void server_tls_ready(struct pv_socket *s);
+void server_tls_refused(struct pv_socket *s);
+void server_tls_failed(struct pv_socket *s, const char *why);
 enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p);
 void server_on_eof(struct pv_socket *s);
 /* After a ReadyForQuery was forwarded: release the server if the pool mode says so. */

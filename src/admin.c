@@ -9,6 +9,7 @@
 #include "server.h"
 #include "listener.h"
 #include "log.h"
+#include "peer.h"
 
 #include <ctype.h>
 #include <event2/event.h>
@@ -104,6 +105,7 @@ static bool admin_send_welcome(struct pv_socket *c)
 		return false;
 	}
 	c->cancel_key[0] &= 0x7f;
+	peer_stamp_key(c->cancel_key); /* with peering, matched here, not forwarded */
 	buf_init(&out);
 	ok = msg_auth_request(&out, 0, NULL, 0) && queue_admin_params(&out) &&
 	     msg_backend_key(&out, c->cancel_key) && msg_ready(&out, 'I') &&

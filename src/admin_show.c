@@ -9,8 +9,11 @@
 #include "dns.h"
 #include "listener.h"
 #include "log.h"
+#include "peer.h"
 #include "prepared.h"
+#include "replication.h"
 #include "stats.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -358,13 +361,14 @@ static void socket_columns(struct admin_res *r, const struct pv_socket *s, bool 
 	                                                    : s->startup_user;
 	usec_t wait = 0;
 	const char *app;
+	char tls[128];
 
 	if (s->state == CL_WAITING && s->wait_start)
 		wait = now_usec() - s->wait_start;
 	res_text(r, s->is_server ? "S" : "C");
 	res_text(r, user);
 	res_text(r, s->pool ? s->pool->db->name : s->startup_db);
-	res_text(r, "none");
+	res_text(r, repl_kind_name(s->replication));
 	res_text(r, list_names ? socket_list_name(s) : socket_state_name(s));
 	res_addr(r, &s->remote, s->is_unix);
 	res_addr(r, &s->local, s->is_unix);
@@ -379,7 +383,8 @@ static void socket_columns(struct admin_res *r, const struct pv_socket *s, bool 
 	else
 		res_text(r, NULL);
 	res_int(r, remote_pid(s));
-	res_text(r, "");
+	tls_info(s, tls, sizeof(tls)); /* "" without TLS */
+	res_text(r, tls);
 	app = s->is_server ? var_value(s, "application_name") : s->app_name;
 	if (!app && !s->is_server)
 		app = var_value(s, "application_name");
@@ -683,9 +688,19 @@ static void show_peers(struct admin_res *r)
 	}
 }
 
-/* Peering (cancel forwarding between processes) is not implemented: no peer pools. */
+/* Peer pools (peer.c): cancel requests forwarded to other processes, per peer id. */
 static void show_peer_pools(struct admin_res *r)
 {
+	struct peer_pool_row row;
+	for (size_t i = 0; peer_pool_row_at(i, &row); i++) {
+		res_row_begin(r);
+		res_int(r, row.peer_id);
+		res_int(r, row.cl_active_cancel_req);
+		res_int(r, row.cl_waiting_cancel_req);
+		res_int(r, row.sv_active_cancel);
+		res_int(r, row.sv_login);
+		res_row_end(r);
+	}
 }
 
 /* --- lists, memory, config, fds, dns, state, version --------------------------------- */
@@ -743,7 +758,7 @@ static void show_lists(struct admin_res *r)
 	list_row(r, "users", (long long)list_count(&G.users));
 	list_row(r, "peers", (long long)list_count(&G.cf->peers));
 	list_row(r, "pools", (long long)list_count(&G.pools));
-	list_row(r, "peer_pools", 0);
+	list_row(r, "peer_pools", (long long)peer_pool_count());
 	list_row(r, "free_clients", 0);
 	list_row(r, "used_clients", sc.clients);
 	list_row(r, "login_clients", sc.login);
@@ -837,7 +852,7 @@ static void fd_socket_cb(struct pv_socket *s, void *arg)
 {
 	struct admin_res *r = arg;
 	if (s->closing || s->fd < 0 || s->state == SV_LOGIN || s->state == SV_CANCEL ||
-	    s->state == CL_CANCEL)
+	    s->state == CL_CANCEL || s->tls) /* TLS state cannot be handed over: skipped */
 		return;
 	res_row_begin(r);
 	res_int(r, s->fd);

@@ -10,16 +10,26 @@
 #include "log.h"
 #include "proto.h"
 #include "scram.h"
+#include "tls.h"
+#include "replication.h"
+#include "auth_query.h"
+#include "hba.h"
 
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* Largest password message accepted: OIDC tokens can be several KB. */
 #define MAX_PASSWORD_PKT 65536
 
 static const struct auth_entry *lookup_user(const struct pv_socket *c)
 {
-	return G.auth ? authfile_find(G.auth, c->startup_user) : NULL;
+	const struct auth_entry *e = G.auth ? authfile_find(G.auth, c->startup_user) : NULL;
+	/* A user auth_query answered for during this login (auth_query.c). */
+	if (!e && c->aq_done)
+		e = auth_query_find(c->pool->db->name, c->startup_user);
+	return e;
 }
 
 /* Authentication succeeded: welcome now, or wait for the pool's first server login. */
@@ -38,6 +48,11 @@ static void auth_ok(struct pv_socket *c)
 	}
 	if (pool_client_limit(pool)) {
 		client_fatal(c, "08P01", "%s", pool_client_limit(pool));
+		return;
+	}
+	/* replication=database|true: a dedicated server of its own (replication.c) */
+	if (c->replication) {
+		repl_client_authenticated(c);
 		return;
 	}
 	if (pool->last_login_error && !pool->have_welcome &&
@@ -108,11 +123,109 @@ static void start_scram(struct pv_socket *c, const struct auth_entry *e)
 	send_auth_request(c, 10, mechs, sizeof(mechs));
 }
 
+/* cert: the verified client certificate's CN must be the user name (no password asked). */
+static void check_cert(struct pv_socket *c)
+{
+	char cn[256];
+
+	if (!c->tls) {
+		client_fatal(c, "08P01", "TLS connection required for certificate authentication");
+		return;
+	}
+	if (!tls_peer_cn(c, cn, sizeof(cn))) {
+		client_fatal(c, "08P01", "no valid client certificate");
+		return;
+	}
+	if (strcmp(cn, c->startup_user) != 0) {
+		slog_info(c, "certificate CN \"%s\" does not match user", cn);
+		client_fatal(c, "08P01", "certificate authentication failed");
+		return;
+	}
+	auth_ok(c);
+}
+
+/* auth_type = hba: the first matching rule of auth_hba_file picks the method. */
+static bool hba_choose(struct pv_socket *c, enum auth_type *method, const char **map)
+{
+	const struct hba_rule *r =
+		hba_match(hba_active(), c->is_unix, hba_sock_is_tls(c),
+			  (const struct sockaddr *)&c->remote, c->startup_db, c->startup_user,
+			  c->replication != REPL_NONE);
+	if (!r) {
+		client_fatal(c, "08P01", "no authentication method is found");
+		return false;
+	}
+	if (r->method == AUTH_REJECT) {
+		slog_debug(c, "rejected by auth_hba_file line %d", r->line);
+		client_fatal(c, "08P01", "pg_hba.conf rejected connection");
+		return false;
+	}
+	*method = r->method;
+	*map = r->map;
+	return true;
+}
+
+/*
+ * peer (HBA, unix sockets only): the OS user owning the connecting process
+ * must be the database user, or map to it in auth_ident_file. getpwuid_r()
+ * reads the local user database; with a network NSS source it could block,
+ * which is the same trade-off PostgreSQL and PgBouncer make.
+ */
+static void auth_peer(struct pv_socket *c, const char *map)
+{
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+
+	if (!c->is_unix || c->peer_pid <= 0) {
+		client_fatal(c, "08P01", "peer authentication is only supported on unix sockets");
+		return;
+	}
+	if (getpwuid_r((uid_t)c->peer_uid, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+		slog_warning(c, "peer: no user name for uid %d", c->peer_uid);
+		client_fatal(c, "08P01", "peer authentication failed");
+		return;
+	}
+	if (!ident_allows(ident_active(), map, res->pw_name, c->startup_user)) {
+		slog_info(c, "peer: OS user \"%s\" may not log in as \"%s\"", res->pw_name,
+			  c->startup_user);
+		client_fatal(c, "08P01", "peer authentication failed");
+		return;
+	}
+	auth_ok(c);
+}
+
+/* HBA cert with map=: the verified certificate's CN must map to the user. */
+static void check_cert_mapped(struct pv_socket *c, const char *map)
+{
+	char cn[256];
+
+	if (!hba_sock_cert_name(c, cn, sizeof(cn))) {
+		client_fatal(c, "08P01", "no valid client certificate");
+		return;
+	}
+	if (!ident_allows(ident_active(), map, cn, c->startup_user)) {
+		slog_info(c, "cert: CN \"%s\" may not log in as \"%s\"", cn, c->startup_user);
+		client_fatal(c, "08P01", "certificate authentication failed");
+		return;
+	}
+	auth_ok(c);
+}
+
 void auth_start(struct pv_socket *c)
 {
-	const struct auth_entry *e = lookup_user(c);
+	enum auth_type method = G.cf->auth_type;
+	const char *map = NULL;
+	const struct auth_entry *e;
 
-	switch (G.cf->auth_type) {
+	if (method == AUTH_HBA && !hba_choose(c, &method, &map))
+		return;
+	/* Not in auth_file, auth_user set: fetch credentials first; we come back here. */
+	if (method != AUTH_ANY && auth_query_needed(c)) {
+		auth_query_start(c);
+		return;
+	}
+	e = lookup_user(c);
+	switch (method) {
 	case AUTH_ANY:
 		auth_ok(c);
 		return;
@@ -142,9 +255,18 @@ void auth_start(struct pv_socket *c)
 	case AUTH_SCRAM_SHA_256:
 		start_scram(c, e);
 		return;
+	case AUTH_CERT:
+		if (map)
+			check_cert_mapped(c, map);
+		else
+			check_cert(c);
+		return;
+	case AUTH_PEER:
+		auth_peer(c, map);
+		return;
 	default:
 		client_fatal(c, "08P01", "authentication method %s is not supported yet",
-			     auth_type_name(G.cf->auth_type));
+			     auth_type_name(method));
 		return;
 	}
 }
@@ -263,6 +385,9 @@ enum pkt_action auth_handle_pkt(struct pv_socket *c, struct pkt *p)
 	struct pkt_reader r;
 	const char *pw;
 
+	/* Parked while auth_query runs: nothing was asked of the client yet. */
+	if (c->aq_home_pool)
+		return PKT_PAUSE;
 	if (p->type != 'p') {
 		auth_failed(c, "expected password response");
 		return PKT_STOP;

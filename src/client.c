@@ -10,7 +10,11 @@
 #include "prepared.h"
 #include "log.h"
 #include "proto.h"
+#include "tls.h"
+#include "peer.h"
+#include "replication.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -47,6 +51,9 @@ void client_accept(int fd, bool is_unix)
 		}
 	}
 	c->login_phase = LOGIN_STARTUP;
+	/* Direct TLS (PostgreSQL 17 sslnegotiation=direct) shows in the first byte (sbuf.c). */
+	if (!is_unix && tls_client_enabled())
+		c->tls_state = PV_TLS_PEEK;
 	socket_set_state(c, CL_LOGIN);
 	if (!sbuf_attach(c, fd)) {
 		c->fd = fd;
@@ -134,12 +141,17 @@ static struct pv_socket *find_client_by_key(const uint8_t key[8])
 static enum pkt_action handle_cancel(struct pv_socket *c, struct pkt *p)
 {
 	struct pv_socket *target, *server;
+	uint8_t key[8];
 	if (pkt_body_len(p) != 12) {
 		client_close(c, "bad cancel request");
 		return PKT_STOP;
 	}
 	socket_set_state(c, CL_CANCEL);
-	target = find_client_by_key(pkt_body(p) + 4);
+	memcpy(key, pkt_body(p) + 4, sizeof(key));
+	/* [peers]: another process's key is forwarded there (peer.c). */
+	if (peer_handle_cancel(c, key))
+		return c->closing ? PKT_STOP : PKT_CONSUMED;
+	target = find_client_by_key(key);
 	if (!target) {
 		client_close(c, "cancel request for unknown client");
 		return PKT_STOP;
@@ -164,21 +176,46 @@ static bool param_ignored(const char *key)
 	return config_list_contains(G.cf->ignore_startup_parameters, key);
 }
 
+/*
+ * Split the next whitespace-separated word of an options string into out,
+ * as PostgreSQL does: a backslash makes the next character literal (so
+ * "\ " is a space inside a word). Returns false at the end of the string.
+ */
+static bool next_option_word(const char **pos, char *out, size_t outlen)
+{
+	const char *p = *pos;
+	size_t n = 0;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (!*p)
+		return false;
+	while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+		if (*p == '\\' && p[1])
+			p++;
+		if (n + 1 < outlen)
+			out[n++] = *p;
+		p++;
+	}
+	out[n] = '\0';
+	*pos = p;
+	return true;
+}
+
 /* Apply "-c key=value" / "--key=value" words of the options parameter. */
 static bool apply_options(struct pv_socket *c, const char *opts)
 {
-	char buf[1024];
-	char *save = NULL, *tok;
+	char tok[1024], arg[1024];
+	const char *pos = opts;
 
-	if (strlen(opts) >= sizeof(buf)) {
+	if (strlen(opts) >= sizeof(tok)) {
 		client_fatal(c, "08P01", "options startup parameter too long");
 		return false;
 	}
-	strcpy(buf, opts);
-	for (tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+	while (next_option_word(&pos, tok, sizeof(tok))) {
 		char *kv, *eq;
 		if (strcmp(tok, "-c") == 0) {
-			kv = strtok_r(NULL, " \t", &save);
+			kv = next_option_word(&pos, arg, sizeof(arg)) ? arg : NULL;
 		} else if (strncmp(tok, "--", 2) == 0) {
 			kv = tok + 2;
 		} else if (strncmp(tok, "-c", 2) == 0) {
@@ -208,6 +245,43 @@ static bool apply_options(struct pv_socket *c, const char *opts)
 	return true;
 }
 
+/*
+ * application_name_add_host: "name - addr:port" of the client, so a server
+ * side view (pg_stat_activity) tells clients behind the pooler apart.
+ */
+static char *app_name_with_host(const struct pv_socket *c, const char *val)
+{
+	char addr[INET6_ADDRSTRLEN] = "unix";
+	int port = 0;
+	char *out;
+
+	if (c->remote.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)&c->remote;
+		inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+		port = ntohs(in->sin_port);
+	} else if (c->remote.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)&c->remote;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(in6->sin6_port);
+	} else {
+		port = G.cf->listen_port;
+	}
+	if (asprintf(&out, "%s - %s:%d", val, addr, port) < 0)
+		return NULL;
+	return out;
+}
+
+static bool take_replication(struct pv_socket *c, const char *val)
+{
+	if (!repl_parse(val, &c->replication)) {
+		client_fatal(c, "08P01", "invalid value for parameter \"replication\": \"%s\"", val);
+		return false;
+	}
+	free(c->repl_value);
+	c->repl_value = strdup(val);
+	return true;
+}
+
 /* Store one startup parameter; false (client closed) when it is not allowed. */
 static bool take_param(struct pv_socket *c, const char *key, const char *val, const char **unsup,
 		       int *n_unsup)
@@ -219,19 +293,25 @@ static bool take_param(struct pv_socket *c, const char *key, const char *val, co
 		free(c->startup_db);
 		c->startup_db = strdup(val);
 	} else if (strcmp(key, "options") == 0) {
-		return apply_options(c, val);
+		/* Applied after all parameters: replication connections send it verbatim. */
+		free(c->repl_options);
+		c->repl_options = strdup(val);
 	} else if (strncmp(key, "_pq_.", 5) == 0) {
 		if (*n_unsup < MAX_STARTUP_PARAMS)
 			unsup[(*n_unsup)++] = key;
 	} else if (varcache_index(key) >= 0) {
+		char *with_host = NULL;
 		if (strcasecmp(key, "application_name") == 0) {
+			if (G.cf->application_name_add_host)
+				val = with_host = app_name_with_host(c, val);
 			free(c->app_name);
-			c->app_name = strdup(val);
+			c->app_name = val ? strdup(val) : NULL;
 		}
-		varcache_set(&c->vars, key, val);
+		if (val)
+			varcache_set(&c->vars, key, val);
+		free(with_host);
 	} else if (strcmp(key, "replication") == 0) {
-		client_fatal(c, "08P01", "replication connections are not supported yet");
-		return false;
+		return take_replication(c, val);
 	} else if (!param_ignored(key)) {
 		client_fatal(c, "08P01", "unsupported startup parameter: %s", key);
 		return false;
@@ -293,8 +373,46 @@ static bool choose_pool(struct pv_socket *c)
 	return true;
 }
 
+/*
+ * SSLRequest: 'S' and the handshake when client TLS is on and the socket is
+ * TCP, else 'N' (the client may go on in plain text). GSSENCRequest: 'N'.
+ */
+static enum pkt_action handle_encryption_request(struct pv_socket *c, struct pkt *p,
+						 uint32_t code)
+{
+	bool tls = code == PROTO_SSL && !c->is_unix && tls_client_enabled();
+
+	if (p->len != 8 || c->tls) {
+		client_close(c, "bad SSL request");
+		return PKT_STOP;
+	}
+	/* Bytes behind the request were sent before any handshake: unencrypted, refused. */
+	if (tls && buf_pending(&c->in) > p->len) {
+		client_fatal(c, "08P01", "received unencrypted data after SSL request");
+		return PKT_STOP;
+	}
+	if (!send_byte(c, tls ? 'S' : 'N')) {
+		client_close(c, "out of memory");
+		return PKT_STOP;
+	}
+	if (!tls)
+		return PKT_CONSUMED;
+	/* The 'S' must be on the wire in plain text before TLS owns the socket. */
+	if (buf_pending(&c->out) > 0) {
+		client_close(c, "could not send SSL answer");
+		return PKT_STOP;
+	}
+	return sbuf_tls_start(c) ? PKT_CONSUMED : PKT_STOP;
+}
+
+static const char *tls_desc(const struct pv_socket *c, char *buf, size_t len)
+{
+	return tls_info(c, buf, len) ? buf : "no";
+}
+
 static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 {
+	char tlsbuf[128];
 	struct startup_param params[MAX_STARTUP_PARAMS];
 	const char *unsup[MAX_STARTUP_PARAMS];
 	int n, n_unsup = 0;
@@ -305,20 +423,18 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 		return PKT_NEED_FULL;
 	reader_init_pkt(&r, p);
 	code = read_u32(&r);
-	if (code == PROTO_SSL || code == PROTO_GSSENC) {
-		/* No TLS / GSS encryption yet: the client may continue in plain text. */
-		if (p->len != 8 || !send_byte(c, 'N')) {
-			client_close(c, "bad SSL request");
-			return PKT_STOP;
-		}
-		return PKT_CONSUMED;
-	}
+	if (code == PROTO_SSL || code == PROTO_GSSENC)
+		return handle_encryption_request(c, p, code);
 	if (code == PROTO_CANCEL)
 		return handle_cancel(c, p);
 	if (PROTO_MAJOR(code) != 3) {
 		client_fatal(c, "08P01",
 			     PROTO_MAJOR(code) == 2 ? "old V2 protocol not supported"
 						    : "unsupported protocol version");
+		return PKT_STOP;
+	}
+	if (!c->tls && !c->is_unix && G.cf->client_tls_sslmode >= SSLMODE_REQUIRE) {
+		client_fatal(c, "08P01", "SSL required");
 		return PKT_STOP;
 	}
 	n = proto_parse_startup_params(pkt_body(p) + 4, pkt_body_len(p) - 4, params,
@@ -330,6 +446,8 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 	for (int i = 0; i < n; i++)
 		if (!take_param(c, params[i].key, params[i].value, unsup, &n_unsup))
 			return PKT_STOP;
+	if (c->repl_options && !c->replication && !apply_options(c, c->repl_options))
+		return PKT_STOP;
 	if (!c->startup_user || !*c->startup_user) {
 		client_fatal(c, "08P01", "no username supplied");
 		return PKT_STOP;
@@ -347,8 +465,9 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 		return PKT_STOP;
 	}
 	if (G.cf->log_connections)
-		slog_info(c, "login attempt: db=%s user=%s tls=no replication=no", c->startup_db,
-			  c->startup_user);
+		slog_info(c, "login attempt: db=%s user=%s tls=%s replication=%s", c->startup_db,
+			  c->startup_user, tls_desc(c, tlsbuf, sizeof(tlsbuf)),
+			  c->replication ? "yes" : "no");
 	if (!choose_pool(c))
 		return PKT_STOP;
 	c->login_phase = LOGIN_AUTH;
@@ -362,9 +481,11 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 
 /* --- welcome -------------------------------------------------------------------- */
 
+/* A replication client is welcomed with its own server's parameters (replication.c). */
 static bool queue_welcome_params(struct pv_socket *c, struct pv_buf *out)
 {
-	const struct pv_buf *wp = &c->pool->welcome_params;
+	const struct pv_buf *wp =
+	    c->replication && c->link ? &c->link->repl_params : &c->pool->welcome_params;
 	size_t pos = 0;
 	while (pos < wp->len) {
 		struct pkt p;
@@ -391,15 +512,19 @@ bool client_send_welcome(struct pv_socket *c)
 	struct pv_buf out;
 	bool ok;
 
+	const struct varcache *defaults =
+	    c->replication && c->link ? &c->link->vars : &c->pool->server_defaults;
+
 	/* Values the client did not choose are the server defaults: sync them too. */
 	for (int i = 0; i < varcache_count(); i++)
-		if (!varcache_get(&c->vars, i) && varcache_get(&c->pool->server_defaults, i))
-			varcache_set_at(&c->vars, i, varcache_get(&c->pool->server_defaults, i));
+		if (!varcache_get(&c->vars, i) && varcache_get(defaults, i))
+			varcache_set_at(&c->vars, i, varcache_get(defaults, i));
 	if (!random_bytes(c->cancel_key, sizeof(c->cancel_key))) {
 		client_fatal(c, "08P01", "could not generate cancel key");
 		return false;
 	}
 	c->cancel_key[0] &= 0x7f;
+	peer_stamp_key(c->cancel_key);
 	buf_init(&out);
 	ok = msg_auth_request(&out, 0, NULL, 0) && queue_welcome_params(c, &out) &&
 	     msg_backend_key(&out, c->cancel_key);

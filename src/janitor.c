@@ -13,6 +13,7 @@
 #include "pool.h"
 #include "log.h"
 #include "proto.h"
+#include "peer.h"
 
 #include <event2/event.h>
 #include <string.h>
@@ -355,6 +356,18 @@ static void reap_pools(usec_t now)
 	}
 }
 
+/* server_fast_close, and replication servers tagged close_needed (server.c decides). */
+static void check_close_needed(struct pv_pool *pool)
+{
+	struct list_head *it, *tmp;
+	list_for_each_safe(it, tmp, &pool->active_servers)
+	{
+		struct pv_socket *s = container_of(it, struct pv_socket, node);
+		if (s->close_needed)
+			server_fast_close_check(s);
+	}
+}
+
 static void maintain_pool(struct pv_pool *pool, usec_t now)
 {
 	struct pool_timeouts t;
@@ -362,6 +375,7 @@ static void maintain_pool(struct pv_pool *pool, usec_t now)
 	check_waiting_clients(pool, &t, now);
 	check_idle_clients(pool, &t, now);
 	check_active_servers(pool, &t, now);
+	check_close_needed(pool);
 	check_login_servers(pool, now);
 	check_unused_servers(pool, &pool->idle_servers, true, now);
 	check_unused_servers(pool, &pool->used_servers, false, now);
@@ -386,6 +400,7 @@ static void janitor_run(evutil_socket_t fd, short what, void *arg)
 	}
 	reap_pools(now);
 	reap_autodbs(now);
+	peers_janitor(now);
 	pools_per_loop();
 }
 

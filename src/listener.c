@@ -5,6 +5,7 @@
 #include "client.h"
 #include "pool.h"
 #include "log.h"
+#include "sockopt.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -32,14 +33,6 @@ struct listener {
 static struct listener listeners[MAX_LISTENERS];
 static int n_listeners;
 
-static void tune_client_socket(int fd)
-{
-	int on = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	if (G.cf->tcp_keepalive)
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-}
-
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct listener *l = arg;
@@ -53,7 +46,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		if (!l->is_unix)
-			tune_client_socket(fd);
+			sockopt_tune_tcp(fd);
 		client_accept(fd, l->is_unix);
 	}
 }
@@ -99,6 +92,7 @@ static bool listen_tcp_addr(const struct addrinfo *ai, char *err, size_t errlen)
 		close(fd);
 		return false;
 	}
+	sockopt_tune_listener(fd);
 	return add_listener(fd, false, NULL, err, errlen);
 }
 

@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "authfile.h"
 #include "dns.h"
+#include "hba.h"
 #include "janitor.h"
 #include "listener.h"
 #include "log.h"
@@ -13,6 +14,7 @@
 #include "pool.h"
 #include "sbuf.h"
 #include "stats.h"
+#include "tls.h"
 #include "varcache.h"
 
 #include <ares.h>
@@ -94,6 +96,12 @@ static bool reload_config(void)
 		return false;
 	}
 	config_keep_non_reloadable(next, G.cf);
+	/* A bad auth_hba_file / auth_ident_file fails RELOAD and keeps the running rules. */
+	if (!hba_reload(next, err, sizeof(err))) {
+		log_error("RELOAD failed: %s", err);
+		config_free(next);
+		return false;
+	}
 	old = G.cf;
 	G.cf = next;
 	/* While db->conf still points into the old config: close changed, kill removed. */
@@ -101,6 +109,7 @@ static bool reload_config(void)
 	databases_sync_with_config();
 	if (!load_auth_file(err, sizeof(err)))
 		log_error("auth_file reload failed, keeping the old one: %s", err);
+	tls_reload(); /* a failing TLS config keeps the running one ("TLS setup failed") */
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
 	apply_logging(cli_quiet, cli_daemon, cli_verbose);
 	config_free(old);
@@ -111,6 +120,12 @@ static bool reload_config(void)
 /* Admin SET changed a key in place: re-apply what is applied at load time. */
 static void config_changed(void)
 {
+	char err[512];
+
+	/* SET auth_type = hba: read the rules now; a bad file keeps the running ones. */
+	if (!hba_reload(G.cf, err, sizeof(err)))
+		log_error("auth_hba_file not reloaded: %s", err);
+	tls_reload();
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
 	apply_logging(cli_quiet, cli_daemon, cli_verbose);
 }
@@ -192,18 +207,26 @@ static void remove_pidfile(void)
 		unlink(pidfile_written);
 }
 
+/* A pidfile naming a live process means another pooler runs; a stale one is removed. */
+static void check_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+	if (!f)
+		return;
+	if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		die("pidfile %s exists and process %ld is running", path, pid);
+	fclose(f);
+	log_info("removing stale pidfile %s", path);
+	unlink(path);
+}
+
 static void write_pidfile(const char *path)
 {
 	char buf[32];
 	int fd;
-	FILE *f = fopen(path, "r");
-	if (f) {
-		long pid = 0;
-		if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) == 0)
-			die("pidfile %s exists and process %ld is running", path, pid);
-		fclose(f);
-		unlink(path);
-	}
+
+	check_pidfile(path);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		die("cannot write pidfile %s: %s", path, strerror(errno));
@@ -379,7 +402,14 @@ int main(int argc, char **argv)
 	varcache_setup(G.cf->track_extra_parameters);
 	if (!load_auth_file(err, sizeof(err)))
 		die("cannot load auth_file: %s", err);
+	if (!hba_reload(G.cf, err, sizeof(err)))
+		die("cannot load auth_hba_file: %s", err);
+	if (!tls_setup(err, sizeof(err)))
+		die("TLS setup failed: %s", err);
 
+	/* Before forking, so that "already running" reaches the terminal and the exit code. */
+	if (G.cf->pidfile[0])
+		check_pidfile(G.cf->pidfile);
 	if (cli_daemon)
 		daemonize();
 	G.base = event_base_new();
@@ -400,11 +430,12 @@ int main(int argc, char **argv)
 		die("cannot start the metrics listener");
 	if (G.cf->pidfile[0])
 		write_pidfile(G.cf->pidfile);
-	log_info("process up: pgvigil %s, libevent %s (%s), adns: c-ares %s, tls: none",
+	log_info("process up: pgvigil %s, libevent %s (%s), adns: c-ares %s, tls: %s",
 		 PACKAGE_VERSION, event_get_version(), event_base_get_method(G.base),
-		 ares_version(NULL));
+		 ares_version(NULL), OPENSSL_VERSION_TEXT);
 	run_loop();
 	listeners_close_all();
+	tls_cleanup();
 	metrics_stop();
 	stats_stop();
 	janitor_stop();

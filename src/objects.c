@@ -5,6 +5,7 @@
 #include "pool.h"
 #include "log.h"
 #include "prepared.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -161,6 +162,7 @@ struct pv_socket *socket_new(bool is_server)
 	buf_init(&s->in);
 	buf_init(&s->out);
 	buf_init(&s->task_err);
+	buf_init(&s->repl_params);
 	list_init(&s->node);
 	return s;
 }
@@ -210,6 +212,7 @@ void socket_set_state(struct pv_socket *s, enum sock_state st)
 
 static void socket_destroy(struct pv_socket *s)
 {
+	tls_free(s);
 	ps_client_free(s);
 	ps_server_free(s);
 	buf_free(&s->in);
@@ -227,6 +230,9 @@ static void socket_destroy(struct pv_socket *s)
 	free(s->startup_user);
 	free(s->startup_db);
 	free(s->app_name);
+	free(s->repl_value);
+	free(s->repl_options);
+	buf_free(&s->repl_params);
 	free(s);
 }
 

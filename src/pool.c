@@ -7,6 +7,8 @@
 #include "server.h"
 #include "sbuf.h"
 #include "log.h"
+#include "replication.h"
+#include "auth_query.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +288,9 @@ static bool link_pair(struct pv_socket *client, struct pv_socket *server)
 	}
 	if (server->bp_paused)
 		sbuf_resume_bp(server);
+	/* A login client parked for auth_query: the query runs instead of any SET. */
+	if (client->aq_home_pool)
+		return auth_query_link(client, server);
 
 	buf_init(&sql);
 	need_set = varcache_diff_sql(&client->vars, &server->vars, &sql);
@@ -420,6 +425,11 @@ void pool_unlink(struct pv_socket *client, struct pv_socket *server)
 
 	client->link = NULL;
 	server->link = NULL;
+	/* A replication server was made for its client alone: it leaves with it. */
+	if (server->replication) {
+		server_close(server, "replication client disconnected");
+		return;
+	}
 	if (!server_is_ready(server)) {
 		server_close(server, server->expect_rfq > 0 || server->in_extended
 		                         ? "client disconnected with query in progress"
@@ -461,8 +471,14 @@ void pool_server_login_failed(struct pv_socket *server, const char *sqlstate, co
 {
 	struct pv_pool *pool = server->pool;
 	struct list_head *it, *tmp;
-	char *copy = strdup(msg);
+	char *copy;
 
+	/* A replication login failure is its own client's business: no pool back-off. */
+	if (server->replication) {
+		repl_server_login_failed(server, sqlstate, msg);
+		return;
+	}
+	copy = strdup(msg);
 	free(pool->last_login_error);
 	pool->last_login_error = copy;
 	strlcpy_pv(pool->last_login_sqlstate, sqlstate ? sqlstate : "08P01",
@@ -472,7 +488,7 @@ void pool_server_login_failed(struct pv_socket *server, const char *sqlstate, co
 	list_for_each_safe(it, tmp, &pool->waiting_clients)
 	{
 		struct pv_socket *c = container_of(it, struct pv_socket, node);
-		if (c->state == CL_WAITING_LOGIN)
+		if (c->state == CL_WAITING_LOGIN || c->aq_home_pool)
 			client_fatal(c, pool->last_login_sqlstate, "%s", msg);
 	}
 }

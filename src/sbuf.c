@@ -7,6 +7,7 @@
 #include "client.h"
 #include "server.h"
 #include "log.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -80,15 +81,29 @@ static bool iobuf_acquire(struct pv_buf *b, size_t want)
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void process_input(struct pv_socket *s);
+static void tls_read_pending(struct pv_socket *s);
 
 static void update_read_event(struct pv_socket *s)
 {
 	if (s->closing || !s->ev_read)
 		return;
-	if (s->read_paused || s->bp_paused)
+	/* A TLS write waiting for readability needs the read event even while paused. */
+	if ((s->read_paused || s->bp_paused) && !s->tls_write_wants_read)
 		event_del(s->ev_read);
 	else
 		event_add(s->ev_read, NULL);
+}
+
+/*
+ * Wait until s can take more output. An SSL_write that must first read (a TLS
+ * 1.3 KeyUpdate...) waits for readability instead: EV_WRITE would spin.
+ */
+static void arm_write(struct pv_socket *s)
+{
+	if (s->tls && s->tls_write_wants_read)
+		update_read_event(s);
+	else
+		event_add(s->ev_write, NULL);
 }
 
 bool sbuf_attach(struct pv_socket *s, int fd)
@@ -109,7 +124,8 @@ static bool send_or_queue(struct pv_socket *dst, const uint8_t *data, size_t len
 	if (dst->closing)
 		return true; /* dropped with the socket */
 	if (buf_pending(&dst->out) == 0 && dst->fd >= 0 && !dst->connecting) {
-		ssize_t n = send(dst->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = dst->tls ? tls_send(dst, data, len)
+				     : send(dst->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			data += n;
 			len -= (size_t)n;
@@ -123,7 +139,7 @@ static bool send_or_queue(struct pv_socket *dst, const uint8_t *data, size_t len
 	if (!buf_append(&dst->out, data, len))
 		return false;
 	if (dst->ev_write && !dst->connecting)
-		event_add(dst->ev_write, NULL);
+		arm_write(dst);
 	return true;
 }
 
@@ -185,14 +201,16 @@ void sbuf_flush(struct pv_socket *s)
 	if (s->closing || s->fd < 0)
 		return;
 	while (buf_pending(&s->out) > 0) {
-		ssize_t n = send(s->fd, s->out.data + s->out.pos, buf_pending(&s->out),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* TLS retries must pass the same bytes again: they stay at out.pos. */
+		ssize_t n = s->tls ? tls_send(s, s->out.data + s->out.pos, buf_pending(&s->out))
+				   : send(s->fd, s->out.data + s->out.pos, buf_pending(&s->out),
+					  MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			s->out.pos += (size_t)n;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			event_add(s->ev_write, NULL);
+			arm_write(s);
 			return;
 		}
 		if (n < 0 && errno == EINTR)
@@ -262,6 +280,8 @@ bool sbuf_run_deferred(void)
 		update_read_event(s);
 		if (!s->bp_paused)
 			process_input(s);
+		if (s->tls)
+			tls_read_pending(s);
 	}
 	return n_deferred > 0;
 }
@@ -289,8 +309,11 @@ void sbuf_close(struct pv_socket *s)
 		sbuf_forward_flush();
 	/* Best effort: push out a final error message before closing. */
 	if (buf_pending(&s->out) > 0 && s->fd >= 0 && !s->connecting)
-		(void)send(s->fd, s->out.data + s->out.pos, buf_pending(&s->out),
-			   MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)(s->tls ? tls_send(s, s->out.data + s->out.pos, buf_pending(&s->out))
+			      : send(s->fd, s->out.data + s->out.pos, buf_pending(&s->out),
+				     MSG_NOSIGNAL | MSG_DONTWAIT));
+	if (s->tls)
+		tls_shutdown(s);
 	s->closing = true;
 	deferred_forget(s);
 	if (s->ev_read) {
@@ -334,6 +357,163 @@ bool sbuf_connect(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
 	return true;
 }
 
+/* --- TLS: handshake, SSLRequest answer, direct TLS, readiness inversions --------- */
+
+static void tls_failed(struct pv_socket *s, const char *why)
+{
+	if (s->is_server) {
+		server_tls_failed(s, why);
+	} else {
+		client_close(s, why);
+	}
+}
+
+/* Drive the handshake from whichever event fired. */
+static void tls_step(struct pv_socket *s)
+{
+	char err[256];
+
+	switch (tls_handshake(s, err, sizeof(err))) {
+	case TLS_HS_WANT_READ:
+		event_del(s->ev_write);
+		event_add(s->ev_read, NULL);
+		return;
+	case TLS_HS_WANT_WRITE:
+		event_add(s->ev_write, NULL);
+		return;
+	case TLS_HS_FAILED:
+		tls_failed(s, err);
+		return;
+	case TLS_HS_DONE:
+		break;
+	}
+	event_del(s->ev_write);
+	update_read_event(s);
+	if (s->is_server)
+		server_tls_ready(s);
+	else
+		slog_debug(s, "TLS handshake done");
+	if (s->closing)
+		return;
+	if (buf_pending(&s->out) > 0)
+		sbuf_flush(s);
+	if (tls_pending(s))
+		sbuf_wakeup(s);
+}
+
+bool sbuf_tls_start(struct pv_socket *s)
+{
+	char err[256];
+	if (!tls_start(s, err, sizeof(err))) {
+		tls_failed(s, err);
+		return false;
+	}
+	tls_step(s);
+	return !s->closing;
+}
+
+/* A new TLS-enabled TCP client: 0x16 (a TLS handshake record) means direct TLS. */
+static bool peek_direct_tls(struct pv_socket *s)
+{
+	uint8_t b;
+	ssize_t n = recv(s->fd, &b, 1, MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return false;
+	s->tls_state = PV_TLS_NONE;
+	if (n != 1 || b != 0x16)
+		return true; /* plain: the normal read handles data, EOF and errors */
+	s->tls_direct = true;
+	sbuf_tls_start(s);
+	return false;
+}
+
+/*
+ * The server's one-byte answer to our SSLRequest. Bytes after an 'S' were sent
+ * before the handshake, unprotected: refused, as PostgreSQL clients do.
+ */
+static void read_ssl_answer(struct pv_socket *s)
+{
+	uint8_t b[64];
+	ssize_t n = recv(s->fd, b, sizeof(b), 0);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		server_on_eof(s);
+		return;
+	}
+	s->tls_state = PV_TLS_NONE;
+	if (b[0] == 'S' && n == 1) {
+		sbuf_tls_start(s);
+	} else if (b[0] == 'S') {
+		server_tls_failed(s, "server sent data after the SSL answer");
+	} else if (b[0] == 'N' && n == 1) {
+		server_tls_refused(s);
+	} else if (b[0] == 'E') {
+		/* An ErrorResponse instead of an answer: the login handler reports it. */
+		if (!buf_append(&s->in, b, (size_t)n)) {
+			server_close(s, "out of memory");
+			return;
+		}
+		process_input(s);
+	} else {
+		server_tls_failed(s, "bad SSL answer from server");
+	}
+}
+
+/* on_read for TLS states; true: go on with the normal (SSL_)read. */
+static bool tls_on_read(struct pv_socket *s)
+{
+	switch (s->tls_state) {
+	case PV_TLS_PEEK:
+		return peek_direct_tls(s);
+	case PV_TLS_SSLREQ:
+		read_ssl_answer(s);
+		return false;
+	case PV_TLS_HANDSHAKE:
+		tls_step(s);
+		return false;
+	default:
+		break;
+	}
+	if (s->tls_write_wants_read) {
+		s->tls_write_wants_read = false;
+		update_read_event(s);
+		sbuf_flush(s);
+		if (s->closing || s->read_paused || s->bp_paused)
+			return false;
+	}
+	return true;
+}
+
+/* on_write for TLS sockets; true: go on flushing. */
+static bool tls_on_write(struct pv_socket *s)
+{
+	if (s->tls_state == PV_TLS_HANDSHAKE) {
+		tls_step(s);
+		return false;
+	}
+	if (s->tls_read_wants_write) {
+		s->tls_read_wants_write = false;
+		if (!s->read_paused && !s->bp_paused)
+			on_read(s->fd, EV_READ, s);
+		if (s->closing)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Deferred: a resumed TLS socket may hold input inside SSL that no fd event
+ * will announce (decrypted bytes, or a record read while a write was due).
+ */
+static void tls_read_pending(struct pv_socket *s)
+{
+	if (!s->closing && !s->read_paused && !s->bp_paused && tls_has_input(s))
+		on_read(s->fd, EV_READ, s);
+}
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct pv_socket *s = arg;
@@ -350,6 +530,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 		server_connected(s, err);
 		return;
 	}
+	if (s->tls && !tls_on_write(s))
+		return;
 	sbuf_flush(s);
 	if (s->closing || buf_pending(&s->out) > 0)
 		return;
@@ -365,6 +547,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	size_t want = (size_t)G.cf->pkt_buf;
 	ssize_t n;
 
+	if (s->tls_state != PV_TLS_NONE && !tls_on_read(s))
+		return;
 	if (buf_pending(&s->in) == 0)
 		buf_reset(&s->in);
 	if (!s->in.data ? !iobuf_acquire(&s->in, want)
@@ -375,7 +559,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 			client_close(s, "out of memory");
 		return;
 	}
-	n = recv(fd, s->in.data + s->in.len, s->in.cap - s->in.len, 0);
+	n = s->tls ? tls_recv(s, s->in.data + s->in.len, s->in.cap - s->in.len)
+		   : recv(fd, s->in.data + s->in.len, s->in.cap - s->in.len, 0);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
 		if (s->is_server)
 			server_on_eof(s);
@@ -383,8 +568,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 			client_on_eof(s);
 		return;
 	}
-	if (n < 0)
+	if (n < 0) {
+		if (s->tls_read_wants_write)
+			event_add(s->ev_write, NULL);
 		return;
+	}
 	s->in.len += (size_t)n;
 	if (s->pool) {
 		if (s->is_server)
@@ -393,6 +581,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 			s->pool->stats.bytes_received += (uint64_t)n;
 	}
 	process_input(s);
+	if (s->tls && !s->closing && tls_pending(s) && !s->read_paused && !s->bp_paused)
+		sbuf_wakeup(s); /* SSL holds more: the fd will not say so */
 }
 
 static enum pkt_action dispatch(struct pv_socket *s, struct pkt *p)

@@ -5,11 +5,16 @@
 #include "server.h"
 #include "client.h"
 #include "authfile.h"
+#include "auth_query.h"
 #include "dns.h"
 #include "hooks.h"
 #include "prepared.h"
 #include "log.h"
 #include "proto.h"
+#include "tls.h"
+#include "replication.h"
+#include "peer.h"
+#include "sockopt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -53,6 +58,10 @@ static int db_port(const struct pv_pool *pool)
 
 static void connect_failed(struct pv_socket *s, const char *why)
 {
+	const struct db_conf *dc = s->pool->db->conf;
+	/* load_balance_hosts=disable sticks to one host until connecting to it fails. */
+	if (dc && dc->load_balance_hosts == LB_DISABLE && s->pool->host_rr == s->host_index)
+		s->pool->host_rr++;
 	slog_warning(s, "%s", why);
 	if (s->state == SV_LOGIN) {
 		char msg[256];
@@ -71,6 +80,8 @@ static bool connect_sockaddr(struct pv_socket *s, const struct sockaddr *sa, soc
 		connect_failed(s, why);
 		return false;
 	}
+	if (sa->sa_family != AF_UNIX)
+		sockopt_tune_tcp(s->fd);
 	return true;
 }
 
@@ -108,13 +119,19 @@ static bool start_connect(struct pv_socket *s)
 	char hbuf[256];
 	const char *host = db_host(s->pool, hbuf, sizeof(hbuf));
 	int port = db_port(s->pool);
+	const struct db_conf *dc = s->pool->db->conf;
 
-	s->pool->host_rr++;
+	s->host_index = s->pool->host_rr;
+	if (!dc || dc->load_balance_hosts != LB_DISABLE)
+		s->pool->host_rr++;
 	if (!host)
 		return connect_unix(s, G.cf->unix_socket_dir[0] ? G.cf->unix_socket_dir : "/tmp",
 				    port);
 	if (host[0] == '/' || host[0] == '@')
 		return connect_unix(s, host, port);
+	/* verify-full checks the server certificate against the name we connect to. */
+	free(s->tls_host);
+	s->tls_host = strdup(host);
 	s->dns = dns_resolve(G.dns, host, port, on_dns, s);
 	if (!s->dns) {
 		connect_failed(s, "server DNS lookup failed");
@@ -123,21 +140,37 @@ static bool start_connect(struct pv_socket *s)
 	return true;
 }
 
-bool server_launch(struct pv_pool *pool)
+static bool launch_socket(struct pv_socket *s, struct pv_pool *pool)
 {
-	struct pv_socket *s = socket_new(true);
-	if (!s)
-		return false;
 	s->pool = pool;
 	s->login_phase = LOGIN_STARTUP;
 	socket_set_state(s, SV_LOGIN);
 	pool->last_connect_at = now_usec();
 	pool->db->server_count++;
 	pool->user->server_count++;
-	if (!pool->have_welcome)
+	if (!pool->have_welcome && !s->replication)
 		buf_reset(&pool->welcome_params);
 	slog_debug(s, "launching new connection to server");
 	return start_connect(s);
+}
+
+bool server_launch(struct pv_pool *pool)
+{
+	struct pv_socket *s = socket_new(true);
+	if (!s)
+		return false;
+	return launch_socket(s, pool);
+}
+
+bool server_launch_replication(struct pv_socket *client)
+{
+	struct pv_socket *s = socket_new(true);
+	if (!s)
+		return false;
+	s->replication = client->replication;
+	s->link = client;
+	client->link = s;
+	return launch_socket(s, client->pool);
 }
 
 bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target)
@@ -217,6 +250,8 @@ static bool send_startup(struct pv_socket *s)
 		build_string(&b, "application_name");
 		build_string(&b, dc->application_name);
 	}
+	if (s->replication)
+		repl_add_startup_params(s, &b);
 	build_u8(&b, 0);
 	ok = build_end(&b) && sbuf_queue(s, out.data, out.len);
 	buf_free(&out);
@@ -246,8 +281,36 @@ void server_connected(struct pv_socket *s, int err)
 	if (G.cf->log_connections)
 		log_new_connection(s);
 	s->login_phase = LOGIN_AUTH;
+	if (tls_server_wanted(s)) {
+		/* SSLRequest (80877103); sbuf.c reads the answer and calls server_tls_*(). */
+		static const uint8_t req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+		s->tls_state = PV_TLS_SSLREQ;
+		if (!sbuf_queue(s, req, sizeof(req)))
+			server_close(s, "out of memory");
+		return;
+	}
 	if (!send_startup(s))
 		server_close(s, "out of memory");
+}
+
+void server_tls_ready(struct pv_socket *s)
+{
+	if (!send_startup(s))
+		server_close(s, "out of memory");
+}
+
+void server_tls_refused(struct pv_socket *s)
+{
+	if (G.cf->server_tls_sslmode >= SSLMODE_REQUIRE) {
+		connect_failed(s, "server refused SSL");
+		return;
+	}
+	server_tls_ready(s);
+}
+
+void server_tls_failed(struct pv_socket *s, const char *why)
+{
+	connect_failed(s, why);
 }
 
 /* --- login -------------------------------------------------------------------- */
@@ -260,6 +323,8 @@ static const char *server_secret(const struct pv_socket *s)
 	if (dc && dc->user && dc->password && strcmp(dc->user, s->pool->user->name) == 0)
 		return dc->password;
 	e = G.auth ? authfile_find(G.auth, s->pool->user->name) : NULL;
+	if (!e) /* a dynamic user: what auth_query last returned */
+		e = auth_query_find(s->pool->db->name, s->pool->user->name);
 	return e ? e->secret : NULL;
 }
 
@@ -423,7 +488,10 @@ static void note_param(struct pv_socket *s, struct pkt *p)
 		if (s->link && s->state == SV_ACTIVE && s->task == TASK_NONE)
 			varcache_set(&s->link->vars, key, val);
 	}
-	if (s->state == SV_LOGIN && !s->pool->have_welcome)
+	/* A replication server's own parameters become its client's welcome. */
+	if (s->state == SV_LOGIN && s->replication)
+		buf_append(&s->repl_params, p->hdr, p->len);
+	else if (s->state == SV_LOGIN && !s->pool->have_welcome)
 		buf_append(&s->pool->welcome_params, p->hdr, p->len);
 }
 
@@ -440,6 +508,19 @@ static enum pkt_action login_error(struct pv_socket *s, struct pkt *p)
 	pool_server_login_failed(s, ef.sqlstate ? ef.sqlstate : "08P01", msg);
 	server_close(s, "login failed");
 	return PKT_STOP;
+}
+
+/*
+ * connect_query runs once on a fresh server, before it joins the pool; the
+ * server stays in SV_LOGIN meanwhile, so the pool still opens one at a time.
+ */
+static bool run_connect_query(struct pv_socket *s)
+{
+	const struct db_conf *dc = s->pool->db->conf;
+	if (!dc || !dc->connect_query || !dc->connect_query[0])
+		return false;
+	server_run_task(s, TASK_CONNECT_QUERY, dc->connect_query);
+	return true;
 }
 
 static enum pkt_action handle_login_pkt(struct pv_socket *s, struct pkt *p)
@@ -471,9 +552,15 @@ static enum pkt_action handle_login_pkt(struct pv_socket *s, struct pkt *p)
 			free(s->scram_cl);
 			s->scram_cl = NULL;
 		}
-		s->ps_track = ps_server_wants_tracking(s);
+		s->ps_track = !s->replication && ps_server_wants_tracking(s);
 		if (G.cf->log_connections)
 			slog_info(s, "login to server done");
+		if (s->replication) {
+			repl_server_login_done(s);
+			return s->closing ? PKT_STOP : PKT_CONSUMED;
+		}
+		if (run_connect_query(s))
+			return s->closing ? PKT_STOP : PKT_CONSUMED;
 		pool_server_login_ok(s);
 		return PKT_CONSUMED;
 	default:
@@ -492,7 +579,7 @@ bool server_run_task(struct pv_socket *s, enum server_task task, const char *sql
 	s->task = task;
 	s->task_failed = false;
 	buf_reset(&s->task_err);
-	if (task != TASK_SET_VARS)
+	if (task == TASK_RESET || task == TASK_CHECK)
 		socket_set_state(s, SV_TESTED);
 	buf_init(&out);
 	ok = msg_query(&out, sql) && sbuf_queue(s, out.data, out.len);
@@ -538,6 +625,11 @@ static void task_done(struct pv_socket *s)
 			client_server_ready(c);
 		return;
 	}
+	/* connect_query errors are logged (handle_task_pkt) and otherwise ignored. */
+	if (task == TASK_CONNECT_QUERY) {
+		pool_server_login_ok(s);
+		return;
+	}
 	if (s->task_failed) {
 		server_close(s, task == TASK_RESET ? "reset query failed" : "check query failed");
 		return;
@@ -547,6 +639,8 @@ static void task_done(struct pv_socket *s)
 
 static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 {
+	if (s->task == TASK_AUTH_QUERY)
+		return auth_query_server_pkt(s, p);
 	if (!pkt_complete(p) && p->type != 'D')
 		return PKT_NEED_FULL;
 	switch (p->type) {
@@ -661,7 +755,8 @@ static enum pkt_action handle_ready(struct pv_socket *s, struct pkt *p)
 	s->tx_status = (char)pkt_body(p)[0];
 	s->idle_since = now_usec(); /* idle_transaction_timeout counts from here */
 	account_request_end(s);
-	if (s->tx_status != 'I' && s->link && pool_effective_mode(s->pool) == POOL_STATEMENT)
+	if (s->tx_status != 'I' && s->link && !s->replication &&
+	    pool_effective_mode(s->pool) == POOL_STATEMENT)
 		return statement_mode_violation(s);
 	return PKT_FORWARD_THEN_DONE;
 }
@@ -671,11 +766,13 @@ void server_after_forward(struct pv_socket *s)
 	enum pool_mode mode;
 	if (s->ps_track && !s->closing)
 		ps_after_forward(s);
-	if (s->closing || !s->link || !server_is_ready(s))
+	if (s->closing || !s->link || !server_is_ready(s) || s->replication)
 		return;
 	mode = pool_effective_mode(s->pool);
-	if (mode == POOL_SESSION)
+	if (mode == POOL_SESSION) {
+		server_fast_close_check(s);
 		return;
+	}
 	if (G.cf->server_reset_query_always && G.cf->server_reset_query[0]) {
 		struct pv_socket *c = s->link;
 		c->link = NULL;
@@ -713,12 +810,13 @@ static enum pkt_action handle_unlinked_pkt(struct pv_socket *s, struct pkt *p)
 
 enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p)
 {
+	/* Before the login check: connect_query runs while the server is SV_LOGIN. */
+	if (s->task != TASK_NONE)
+		return handle_task_pkt(s, p);
 	if (s->state == SV_LOGIN)
 		return handle_login_pkt(s, p);
 	if (s->state == SV_CANCEL)
 		return PKT_DROP;
-	if (s->task != TASK_NONE)
-		return handle_task_pkt(s, p);
 	if (!s->link)
 		return handle_unlinked_pkt(s, p);
 	if (pv_hooks.server_msg) {
@@ -767,9 +865,32 @@ void server_on_eof(struct pv_socket *s)
 	server_close(s, "server conn crashed?");
 }
 
+/*
+ * server_fast_close: in session mode a server tagged close_needed (RELOAD,
+ * RECONNECT) is closed as soon as it is between transactions, together with
+ * its client, so the client notices that its session ended.
+ */
+bool server_fast_close_check(struct pv_socket *s)
+{
+	struct pv_socket *c = s->link;
+	if (!s->close_needed || s->closing)
+		return false;
+	/* Replication servers never come back to the pool: they go at once. */
+	if (!s->replication && !(G.cf->server_fast_close && server_is_ready(s)))
+		return false;
+	if (c) {
+		c->link = NULL;
+		s->link = NULL;
+		client_fatal(c, "08P01", "database configuration changed");
+	}
+	server_close(s, "database configuration changed");
+	return true;
+}
+
 void server_close(struct pv_socket *s, const char *reason)
 {
 	struct pv_socket *c;
+	struct peer_pool *peer = s->peer;
 	if (s->closing)
 		return;
 	c = s->link;
@@ -797,4 +918,7 @@ void server_close(struct pv_socket *s, const char *reason)
 				  (long long)((now_usec() - s->connect_time) / USEC_PER_SEC));
 	}
 	sbuf_close(s);
+	/* A forwarded cancel finished: the peer pool may start a waiting one. */
+	if (peer)
+		peer_pool_activate(peer);
 }

@@ -202,7 +202,8 @@ def test_client_idle_timeout(pooler):
 
 
 def test_client_login_timeout(pooler):
-    p = pooler(client_login_timeout=0.5)
+    # tcp_defer_accept (on by default on Linux) would keep a silent client in the kernel
+    p = pooler(client_login_timeout=0.5, tcp_defer_accept=0)
     with p.raw() as r:  # connects and sends nothing
         err = r.expect_error_and_close()
     assert err.get("M") == "client_login_timeout"
