@@ -33,7 +33,6 @@ def test_missing_config_argument_is_an_error():
 # --- process start-up: config errors, root, -u, -q, -v ---------------------------------
 
 import signal  # noqa: E402
-import time  # noqa: E402
 
 import pytest  # noqa: E402
 
