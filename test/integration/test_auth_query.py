@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import pvtest
-from pvtest import TESTDB, message, parse_error
+from pvtest import TESTDB
 
 AUTH_PW = "auth-secret"
 ADMIN_PW = "adm-secret"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 import pvtest
-from pvtest import TESTDB, PASSWORDS, message, parse_error
+from pvtest import TESTDB, PASSWORDS, parse_error
 
 ADMIN_PW = "adm-secret"
 

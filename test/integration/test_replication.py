@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-import pvtest
 from pvtest import PASSWORDS, TESTDB, wait_until
 
 REPL_USER, REPL_PW = "repluser", "repl-secret"

@@ -5,7 +5,6 @@ log, and where useful from PostgreSQL (pg_stat_activity).
 """
 import re
 import socket
-import threading
 import time
 
 import psycopg

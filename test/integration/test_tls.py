@@ -8,7 +8,6 @@ host name. While this module runs, the test cluster has ssl=on (reset after).
 """
 import os
 import signal
-import socket
 import ssl
 import struct
 import subprocess
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 
 import pvtest
-from pvtest import PASSWORDS, TESTDB, message, parse_error, startup_packet, wait_until
+from pvtest import PASSWORDS, TESTDB, message, startup_packet, wait_until
 from test_admin import ADMIN_PW, admin_pooler, read_result
 
 
