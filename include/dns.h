@@ -46,6 +46,14 @@ void dns_destroy(struct dns_ctx *ctx);
 /* Apply dns_max_ttl / dns_nxdomain_ttl (on load and RELOAD). */
 void dns_set_ttls(struct dns_ctx *ctx, usec_t max_ttl, usec_t nxdomain_ttl);
 
+/*
+ * dns_zone_check_period (on load and RELOAD; 0 = off): every period, ask for
+ * the SOA serial of each zone the cached names belong to (a name minus its
+ * first label; dotless names have none) and expire the cached names of a zone
+ * whose serial changed, so the next lookup queries again.
+ */
+void dns_set_zone_check_period(struct dns_ctx *ctx, usec_t period);
+
 /* Start a lookup. Returns a handle usable with dns_cancel, or NULL on immediate failure. */
 struct dns_req *dns_resolve(struct dns_ctx *ctx, const char *host, int port, dns_callback cb,
 			    void *arg);
@@ -55,8 +63,15 @@ void dns_cancel(struct dns_req *req);
 /* For SHOW DNS_HOSTS: iterate cache entries. false past the end. */
 bool dns_cache_row(struct dns_ctx *ctx, size_t index, char *host, size_t hostlen, long long *ttl,
 		   char *addrs, size_t addrslen);
+/*
+ * For SHOW DNS_ZONES: zones being checked, the last serial seen (0 = none
+ * yet) and how many cached names belong to each. false past the end.
+ */
+bool dns_zone_row(struct dns_ctx *ctx, size_t index, char *zone, size_t zonelen, long long *serial,
+                  int *count);
 /* Counters for SHOW LISTS. */
 int dns_names_count(struct dns_ctx *ctx);
+int dns_zones_count(struct dns_ctx *ctx);
 int dns_pending_count(struct dns_ctx *ctx);
 
 /* Number of DNS queries started so far (cache misses); for tests and stats. */

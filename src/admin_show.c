@@ -765,7 +765,7 @@ static void show_lists(struct admin_res *r)
 	list_row(r, "free_servers", 0);
 	list_row(r, "used_servers", sc.servers);
 	list_row(r, "dns_names", dns_names_count(G.dns));
-	list_row(r, "dns_zones", 0);
+	list_row(r, "dns_zones", dns_zones_count(G.dns));
 	list_row(r, "dns_queries", dns_pending_count(G.dns));
 	list_row(r, "dns_pending", dns_pending_count(G.dns));
 }
@@ -893,9 +893,20 @@ static void show_dns_hosts(struct admin_res *r)
 	}
 }
 
-/* DNS zone serial tracking (dns_zone_check_period) is not implemented: no zones. */
+/* Empty unless dns_zone_check_period is set. */
 static void show_dns_zones(struct admin_res *r)
 {
+	char zone[256];
+	long long serial;
+	int count;
+
+	for (size_t i = 0; dns_zone_row(G.dns, i, zone, sizeof(zone), &serial, &count); i++) {
+		res_row_begin(r);
+		res_text(r, zone);
+		res_int(r, serial);
+		res_int(r, count);
+		res_row_end(r);
+	}
 }
 
 static void state_row(struct admin_res *r, const char *key, bool yes)

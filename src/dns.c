@@ -13,9 +13,14 @@
  * moved to ctx->ready and a zero-timeout event delivers them. That keeps
  * callbacks from running inside dns_resolve() (c-ares answers /etc/hosts and
  * errors synchronously) and inside ares_process_fd().
+ *
+ * With dns_zone_check_period set, a persistent timer asks for the SOA serial
+ * of every zone the cached names belong to (a name's zone is the name minus
+ * its first label) and expires the zone's names when the serial changes.
  */
 #include <ares.h>
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netdb.h>
@@ -63,6 +68,23 @@ struct dns_req {
 	struct dns_result res;
 };
 
+/* A DNS zone some cached name belongs to, with the last SOA serial seen. */
+struct dns_zone {
+	struct list_head node; /* in ctx->zones */
+	char *name;
+	long long serial; /* 0 until the first answer */
+	bool in_flight;
+};
+
+/*
+ * Argument of an SOA query. It names the zone rather than pointing at it:
+ * the zone may be dropped (and even re-created) while the query runs.
+ */
+struct dns_soa_arg {
+	struct dns_ctx *ctx;
+	char zone[];
+};
+
 struct dns_ctx {
 	struct event_base *base;
 	ares_channel chan;
@@ -73,6 +95,9 @@ struct dns_ctx {
 	struct list_head socks;
 	struct list_head names;
 	struct list_head ready;
+	struct list_head zones;   /* struct dns_zone */
+	struct event *zone_timer; /* NULL until zone checks are first enabled */
+	usec_t zone_period;       /* 0 = zone checks off */
 	usec_t max_ttl;
 	usec_t nxdomain_ttl;
 	int pending; /* names with a query in flight */
@@ -80,6 +105,8 @@ struct dns_ctx {
 };
 
 static const char ERR_NOADDR[] = "no addresses";
+
+static void dns_zones_drop_empty(struct dns_ctx *ctx);
 
 /* --- event loop glue ------------------------------------------------------ */
 
@@ -258,13 +285,18 @@ static void dns_prune(struct dns_ctx *ctx, const struct dns_name *keep)
 {
 	struct list_head *pos, *tmp;
 	usec_t now = mono_usec();
+	bool freed = false;
 
 	list_for_each_safe(pos, tmp, &ctx->names)
 	{
 		struct dns_name *n = container_of(pos, struct dns_name, node);
-		if (n != keep && !n->in_flight && n->expires <= now)
+		if (n != keep && !n->in_flight && n->expires <= now) {
 			dns_free_name(n);
+			freed = true;
+		}
 	}
+	if (freed)
+		dns_zones_drop_empty(ctx);
 }
 
 /* Copy up to DNS_MAX_ADDRS addresses and return the smallest TTL seen. */
@@ -377,6 +409,179 @@ static struct dns_name *dns_new_name(struct dns_ctx *ctx, const char *host)
 	return n;
 }
 
+/* --- zone serial checks ---------------------------------------------------- */
+
+/* The zone of a host name: everything after its first label, or NULL. */
+static const char *dns_zone_of(const char *host)
+{
+	const char *dot = strchr(host, '.');
+
+	return dot && dot[1] ? dot + 1 : NULL;
+}
+
+static int dns_zone_names(struct dns_ctx *ctx, const char *zone)
+{
+	struct list_head *pos;
+	int count = 0;
+
+	list_for_each(pos, &ctx->names)
+	{
+		const char *z = dns_zone_of(container_of(pos, struct dns_name, node)->host);
+		if (z && strcasecmp(z, zone) == 0)
+			count++;
+	}
+	return count;
+}
+
+static struct dns_zone *dns_find_zone(struct dns_ctx *ctx, const char *zone)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &ctx->zones)
+	{
+		struct dns_zone *z = container_of(pos, struct dns_zone, node);
+		if (strcasecmp(z->name, zone) == 0)
+			return z;
+	}
+	return NULL;
+}
+
+static void dns_free_zone(struct dns_zone *z)
+{
+	list_del(&z->node);
+	free(z->name);
+	free(z);
+}
+
+static void dns_free_zones(struct dns_ctx *ctx)
+{
+	while (!list_empty(&ctx->zones))
+		dns_free_zone(container_of(ctx->zones.next, struct dns_zone, node));
+}
+
+/* A zone goes away with its last cached name (its serial is forgotten). */
+static void dns_zones_drop_empty(struct dns_ctx *ctx)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &ctx->zones)
+	{
+		struct dns_zone *z = container_of(pos, struct dns_zone, node);
+		if (dns_zone_names(ctx, z->name) == 0)
+			dns_free_zone(z);
+	}
+}
+
+/* Make sure every zone of a cached name has an entry. false on out of memory. */
+static bool dns_zones_add_missing(struct dns_ctx *ctx)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &ctx->names)
+	{
+		const char *zone = dns_zone_of(container_of(pos, struct dns_name, node)->host);
+		struct dns_zone *z;
+
+		if (!zone || dns_find_zone(ctx, zone))
+			continue;
+		z = calloc(1, sizeof(*z));
+		if (!z || !(z->name = strdup(zone))) {
+			free(z);
+			return false;
+		}
+		list_append(&ctx->zones, &z->node);
+	}
+	return true;
+}
+
+/*
+ * Expire the zone's cached answers so the next dns_resolve() starts a query.
+ * Names with a query in flight are left alone: that query is newer anyway.
+ */
+static void dns_zone_expire_names(struct dns_ctx *ctx, const char *zone)
+{
+	struct list_head *pos;
+	usec_t now = mono_usec();
+
+	list_for_each(pos, &ctx->names)
+	{
+		struct dns_name *n = container_of(pos, struct dns_name, node);
+		const char *z = dns_zone_of(n->host);
+
+		if (z && strcasecmp(z, zone) == 0 && !n->in_flight && n->expires > now)
+			n->expires = now;
+	}
+}
+
+/* Record a zone's serial; a change from a known serial expires its names. */
+static void dns_zone_serial(struct dns_ctx *ctx, struct dns_zone *z, long long serial)
+{
+	if (z->serial != 0 && serial != z->serial) {
+		log_info("dns: zone %s serial changed %lld -> %lld", z->name, z->serial, serial);
+		dns_zone_expire_names(ctx, z->name);
+	}
+	z->serial = serial;
+}
+
+static void dns_on_soa(void *arg, int status, int timeouts, unsigned char *buf, int len)
+{
+	struct dns_soa_arg *qa = arg;
+	struct dns_ctx *ctx = qa->ctx;
+	struct ares_soa_reply *soa = NULL;
+	struct dns_zone *z;
+
+	if (status == ARES_EDESTRUCTION || ctx->destroying) {
+		free(qa);
+		return;
+	}
+	z = dns_find_zone(ctx, qa->zone);
+	if (z)
+		z->in_flight = false;
+	if (status == ARES_SUCCESS)
+		status = ares_parse_soa_reply(buf, len, &soa);
+	if (status != ARES_SUCCESS)
+		log_debug("dns: zone %s: SOA query failed: %s", qa->zone, ares_strerror(status));
+	else if (z && soa->serial != 0)
+		dns_zone_serial(ctx, z, (long long)soa->serial);
+	if (soa)
+		ares_free_data(soa);
+	free(qa);
+}
+
+static void dns_zone_query(struct dns_ctx *ctx, struct dns_zone *z)
+{
+	size_t len = strlen(z->name) + 1;
+	struct dns_soa_arg *qa = malloc(sizeof(*qa) + len);
+
+	if (!qa) {
+		log_debug("dns: zone %s: out of memory for SOA query", z->name);
+		return;
+	}
+	qa->ctx = ctx;
+	memcpy(qa->zone, z->name, len);
+	z->in_flight = true;
+	log_noise("dns: zone %s: asking for SOA", z->name);
+	/* May call dns_on_soa() synchronously, which clears in_flight again. */
+	ares_query(ctx->chan, z->name, C_IN, T_SOA, dns_on_soa, qa);
+}
+
+static void dns_on_zone_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns_ctx *ctx = arg;
+	struct list_head *pos;
+
+	dns_zones_drop_empty(ctx);
+	if (!dns_zones_add_missing(ctx))
+		log_debug("dns: out of memory tracking zones");
+	list_for_each(pos, &ctx->zones)
+	{
+		struct dns_zone *z = container_of(pos, struct dns_zone, node);
+		if (!z->in_flight)
+			dns_zone_query(ctx, z);
+	}
+	dns_rearm_timer(ctx);
+}
+
 /* --- public API ----------------------------------------------------------- */
 
 static bool dns_init_channel(struct dns_ctx *ctx, const char *resolv_conf, char *err, size_t errlen)
@@ -423,6 +628,7 @@ struct dns_ctx *dns_create(struct event_base *base, const char *resolv_conf, cha
 	list_init(&ctx->socks);
 	list_init(&ctx->names);
 	list_init(&ctx->ready);
+	list_init(&ctx->zones);
 	ctx->timer = evtimer_new(base, dns_on_timer, ctx);
 	ctx->ready_ev = evtimer_new(base, dns_on_ready, ctx);
 	if (!ctx->timer || !ctx->ready_ev) {
@@ -472,6 +678,9 @@ void dns_destroy(struct dns_ctx *ctx)
 		dns_free_name(n);
 	}
 	dns_free_reqs(&ctx->ready);
+	dns_free_zones(ctx);
+	if (ctx->zone_timer)
+		event_free(ctx->zone_timer);
 	if (ctx->timer)
 		event_free(ctx->timer);
 	if (ctx->ready_ev)
@@ -641,4 +850,63 @@ bool dns_set_servers(struct dns_ctx *ctx, const char *csv)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * A reload with an unchanged period keeps the running schedule; turning the
+ * checks off forgets the zones (and their serials) altogether.
+ */
+void dns_set_zone_check_period(struct dns_ctx *ctx, usec_t period)
+{
+	struct timeval tv;
+
+	if (period < 0)
+		period = 0;
+	if (period == ctx->zone_period)
+		return;
+	ctx->zone_period = 0;
+	if (period == 0) {
+		if (ctx->zone_timer)
+			evtimer_del(ctx->zone_timer);
+		dns_free_zones(ctx);
+		return;
+	}
+	if (!ctx->zone_timer)
+		ctx->zone_timer = event_new(ctx->base, -1, EV_PERSIST, dns_on_zone_timer, ctx);
+	tv.tv_sec = (time_t)(period / USEC_PER_SEC);
+	tv.tv_usec = (suseconds_t)(period % USEC_PER_SEC);
+	if (!ctx->zone_timer || event_add(ctx->zone_timer, &tv) != 0) {
+		log_warning("dns: cannot start DNS zone checks");
+		return;
+	}
+	ctx->zone_period = period;
+}
+
+/* Zones come from the cache on each check, so a row may lag it by one period. */
+bool dns_zone_row(struct dns_ctx *ctx, size_t index, char *zone, size_t zonelen, long long *serial,
+                  int *count)
+{
+	struct list_head *pos;
+	size_t i = 0;
+
+	list_for_each(pos, &ctx->zones)
+	{
+		const struct dns_zone *z = container_of(pos, struct dns_zone, node);
+
+		if (i++ != index)
+			continue;
+		if (zone && zonelen)
+			strlcpy_pv(zone, z->name, zonelen);
+		if (serial)
+			*serial = z->serial;
+		if (count)
+			*count = dns_zone_names(ctx, z->name);
+		return true;
+	}
+	return false;
+}
+
+int dns_zones_count(struct dns_ctx *ctx)
+{
+	return (int)list_count(&ctx->zones);
 }

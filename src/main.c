@@ -111,6 +111,7 @@ static bool reload_config(void)
 		log_error("auth_file reload failed, keeping the old one: %s", err);
 	tls_reload(); /* a failing TLS config keeps the running one ("TLS setup failed") */
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	dns_set_zone_check_period(G.dns, G.cf->dns_zone_check_period);
 	apply_logging(cli_quiet, cli_daemon, cli_verbose);
 	config_free(old);
 	log_info("configuration reloaded");
@@ -127,6 +128,7 @@ static void config_changed(void)
 		log_error("auth_hba_file not reloaded: %s", err);
 	tls_reload();
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	dns_set_zone_check_period(G.dns, G.cf->dns_zone_check_period);
 	apply_logging(cli_quiet, cli_daemon, cli_verbose);
 }
 
@@ -419,6 +421,7 @@ int main(int argc, char **argv)
 	if (!G.dns)
 		die("dns setup failed: %s", err);
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
+	dns_set_zone_check_period(G.dns, G.cf->dns_zone_check_period);
 	admin_set_ops(&main_admin_ops);
 	if (!setup_signals() || !janitor_start())
 		die("event setup failed");

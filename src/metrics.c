@@ -175,7 +175,8 @@ static void produce_lists(struct metrics_out *o, void *arg)
 	gauge(o, "pgbouncer_used_servers", "Count of used servers", (double)lc.used_servers);
 	gauge(o, "pgbouncer_cached_dns_names", "Count of DNS names in the cache",
 	      G.dns ? dns_names_count(G.dns) : 0);
-	gauge(o, "pgbouncer_cached_dns_zones", "Count of DNS zones in the cache", 0);
+	gauge(o, "pgbouncer_cached_dns_zones", "Count of DNS zones in the cache",
+	      G.dns ? dns_zones_count(G.dns) : 0);
 	gauge(o, "pgbouncer_in_flight_dns_queries", "Count of in-flight DNS queries",
 	      G.dns ? dns_pending_count(G.dns) : 0);
 }

@@ -27,6 +27,23 @@ struct ps_pending {
 	 * PostgreSQL rejects or skips the Parse. */
 	struct ps_stmt *stmt;
 	char *name;
+	/* Result layouts (only while ps_layouts_needed): */
+	uint8_t kind;	/* Describe / Close: 'S' or 'P' */
+	bool lost;	/* a name could not be kept: forget all portals when it completes */
+	bool resolved;	/* Execute: layout looked up */
+	uint16_t nfmts; /* Bind: result-format codes */
+	uint8_t *fmts;
+	char *portal;		  /* Bind, Describe P, Execute, Close P */
+	struct ps_layout *layout; /* Execute: its result's layout, once resolved */
+};
+
+/* A portal the server holds (per transaction), with the layout of its result. */
+struct ps_portal {
+	char *name;
+	struct ps_stmt *stmt; /* named statement, for a Describe answered after the Bind */
+	struct ps_layout *layout;
+	uint8_t *fmts;
+	uint16_t nfmts;
 };
 
 /* One distinct Parse body; shared by every client and server that uses it. */
@@ -35,6 +52,9 @@ struct ps_stmt {
 	uint64_t hash;
 	uint64_t id;
 	int refs;
+	/* RowDescription from a Describe of it, valid for the pool hashed in layout_owner */
+	struct ps_layout *layout;
+	uint64_t layout_owner;
 	size_t len;
 	uint8_t body[]; /* query\0 int16 nparams int32[nparams] */
 };
@@ -65,11 +85,17 @@ struct ps_server {
 	/* An error arrived before the client's Sync: PostgreSQL ignores every message up
 	 * to that Sync, so they pass through untracked. */
 	bool discarding;
+	/* Result layouts: portals, the unnamed statement, the simple Query's result set. */
+	struct ps_portal *portals;
+	size_t nportals, portals_cap;
+	struct ps_layout *unnamed;
+	struct ps_layout *query;
 };
 
 #define NAME_PREFIX "PGVIGIL_"
 
 static void q_pop(struct ps_server *ps);
+static struct ps_pending *q_head(struct ps_server *ps);
 
 static struct ps_stmt **cache;
 static size_t cache_size, cache_count;
@@ -129,6 +155,8 @@ static struct ps_stmt *stmt_get(const uint8_t *body, size_t len)
 	e->hash = h;
 	e->id = ++next_stmt_id;
 	e->refs = 1;
+	e->layout = NULL;
+	e->layout_owner = 0;
 	e->len = len;
 	memcpy(e->body, body, len);
 	e->next = cache[h & (cache_size - 1)];
@@ -149,6 +177,7 @@ static void stmt_put(struct ps_stmt *st)
 		}
 	}
 	cache_count--;
+	ps_layout_put(st->layout);
 	free(st);
 }
 
@@ -309,6 +338,203 @@ static void held_remove(struct ps_server *ps, struct ps_held *h)
 	ps->count--;
 }
 
+/* --- result layouts: portals and statements ------------------------------------------ */
+
+bool ps_layouts_needed;
+
+static void set_layout(struct ps_layout **slot, struct ps_layout *l)
+{
+	ps_layout_put(*slot);
+	*slot = l;
+}
+
+/* Statement layouts are shared per pool: the same text can name other tables elsewhere. */
+static uint64_t owner_key(const struct pv_socket *s)
+{
+	const struct pv_pool *pool = s->pool;
+	uint64_t h;
+	if (!pool || !pool->db || !pool->user)
+		return 0;
+	h = hash_bytes(pool->db->name, strlen(pool->db->name) + 1);
+	return h ^ (hash_bytes(pool->user->name, strlen(pool->user->name)) * 31);
+}
+
+static struct ps_layout *stmt_layout(const struct pv_socket *s, const struct ps_stmt *st)
+{
+	return st->layout && st->layout_owner == owner_key(s) ? st->layout : NULL;
+}
+
+static void portal_release(struct ps_portal *pt)
+{
+	free(pt->name);
+	free(pt->fmts);
+	if (pt->stmt)
+		stmt_put(pt->stmt);
+	ps_layout_put(pt->layout);
+}
+
+static struct ps_portal *portal_find(struct ps_server *ps, const char *name)
+{
+	for (size_t i = 0; name && i < ps->nportals; i++)
+		if (strcmp(ps->portals[i].name, name) == 0)
+			return &ps->portals[i];
+	return NULL;
+}
+
+static void portal_remove(struct ps_server *ps, const char *name)
+{
+	struct ps_portal *pt = portal_find(ps, name);
+	if (!pt)
+		return;
+	portal_release(pt);
+	*pt = ps->portals[--ps->nportals];
+}
+
+/* PostgreSQL drops every portal at transaction end. */
+static void portals_clear(struct ps_server *ps)
+{
+	while (ps->nportals)
+		portal_release(&ps->portals[--ps->nportals]);
+}
+
+static struct ps_portal *portal_add(struct ps_server *ps, const char *name)
+{
+	struct ps_portal *pt;
+	char *copy;
+	portal_remove(ps, name); /* a Bind replaces the unnamed portal */
+	if (ps->nportals == ps->portals_cap) {
+		size_t ncap = ps->portals_cap ? ps->portals_cap * 2 : 4;
+		struct ps_portal *np = realloc(ps->portals, ncap * sizeof(*np));
+		if (!np)
+			return NULL;
+		ps->portals = np;
+		ps->portals_cap = ncap;
+	}
+	if (!(copy = strdup(name)))
+		return NULL;
+	pt = &ps->portals[ps->nportals++];
+	*pt = (struct ps_portal){.name = copy};
+	return pt;
+}
+
+/* BindComplete: the portal exists, with its statement's layout in Bind's formats. */
+static void bind_done(struct pv_socket *s, struct ps_pending *h)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_layout *base = h->stmt ? stmt_layout(s, h->stmt) : ps->unnamed;
+	struct ps_portal *pt;
+
+	if (h->lost || !h->portal || !(pt = portal_add(ps, h->portal))) {
+		portals_clear(ps); /* which portal changed is unknown: none is known */
+		return;
+	}
+	pt->layout = base ? ps_layout_with_formats(base, h->fmts, h->nfmts) : NULL;
+	if (!pt->layout && h->stmt) {
+		/* A Describe of the statement may still come: resolve at Execute. */
+		pt->stmt = h->stmt;
+		pt->fmts = h->fmts;
+		pt->nfmts = h->nfmts;
+		h->stmt = NULL;
+		h->fmts = NULL;
+	}
+}
+
+/* RowDescription ('T') or NoData ('n') answering a Describe. */
+static void describe_done(struct pv_socket *s, struct ps_pending *h, const struct pkt *p)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_layout *l = p->type == 'T' ? ps_layout_new(pkt_body(p), pkt_body_len(p)) : NULL;
+	struct ps_portal *pt;
+
+	if (h->kind == 'S' && h->stmt) {
+		set_layout(&h->stmt->layout, l);
+		h->stmt->layout_owner = owner_key(s);
+	} else if (h->kind == 'S') {
+		set_layout(&ps->unnamed, l);
+	} else if (!h->lost && (pt = portal_find(ps, h->portal)) != NULL) {
+		set_layout(&pt->layout, l);
+	} else {
+		ps_layout_put(l);
+	}
+}
+
+/* The head request is answered: learn what it changed on the server. */
+static void track_response(struct pv_socket *s, struct ps_pending *h, const struct pkt *p)
+{
+	struct ps_server *ps = s->ps_server;
+	switch (h->type) {
+	case 'P':
+		if (!h->stmt) /* a new unnamed statement */
+			set_layout(&ps->unnamed, NULL);
+		break;
+	case 'B':
+		bind_done(s, h);
+		break;
+	case 'D':
+		describe_done(s, h, p);
+		break;
+	case 'C':
+		if (h->kind == 'S' && !h->stmt) /* the unnamed statement */
+			set_layout(&ps->unnamed, NULL);
+		else if (h->kind == 'P' && (h->lost || !h->portal))
+			portals_clear(ps);
+		else if (h->kind == 'P')
+			portal_remove(ps, h->portal);
+		break;
+	default:
+		break;
+	}
+}
+
+static struct ps_layout *portal_layout(const struct pv_socket *s, struct ps_portal *pt)
+{
+	struct ps_layout *base;
+	if (pt->layout || !pt->stmt || !(base = stmt_layout(s, pt->stmt)))
+		return pt->layout;
+	pt->layout = ps_layout_with_formats(base, pt->fmts, pt->nfmts);
+	return pt->layout;
+}
+
+const struct ps_layout *ps_current_layout(const struct pv_socket *server)
+{
+	struct ps_server *ps = server->ps_server;
+	struct ps_pending *h;
+	struct ps_portal *pt;
+
+	if (!ps_layouts_needed || !ps || !(h = q_head(ps)))
+		return NULL;
+	if (h->type == 'Q')
+		return ps->query;
+	if (h->type != 'E' || h->lost)
+		return NULL;
+	if (!h->resolved) {
+		pt = portal_find(ps, h->portal);
+		h->layout = pt ? ps_layout_ref(portal_layout(server, pt)) : NULL;
+		h->resolved = true;
+	}
+	return h->layout;
+}
+
+const struct ps_layout *ps_statement_layout(const struct pv_socket *client,
+					    const struct pv_socket *server, const char *name)
+{
+	struct ps_stmt *st;
+	if (!ps_layouts_needed)
+		return NULL;
+	if (!name[0])
+		return server->ps_server ? server->ps_server->unnamed : NULL;
+	st = client_lookup((struct pv_socket *)client, name);
+	return st ? stmt_layout(server, st) : NULL;
+}
+
+/* Forget what the server's transaction (or DISCARD ALL) dropped. */
+static void layouts_reset(struct ps_server *ps, bool statements)
+{
+	portals_clear(ps);
+	if (statements)
+		set_layout(&ps->unnamed, NULL);
+}
+
 void ps_server_forget_all(struct pv_socket *s)
 {
 	struct ps_server *ps = s->ps_server;
@@ -317,6 +543,7 @@ void ps_server_forget_all(struct pv_socket *s)
 		return;
 	list_for_each_safe(it, tmp, &ps->lru)
 	held_remove(ps, container_of(it, struct ps_held, lru));
+	layouts_reset(ps, true);
 }
 
 void ps_server_free(struct pv_socket *s)
@@ -326,6 +553,8 @@ void ps_server_free(struct pv_socket *s)
 	while (s->ps_server->qcount)
 		q_pop(s->ps_server);
 	ps_server_forget_all(s);
+	set_layout(&s->ps_server->query, NULL);
+	free(s->ps_server->portals);
 	free(s->ps_server->buckets);
 	free(s->ps_server->q);
 	free(s->ps_server);
@@ -364,7 +593,8 @@ static bool q_push_entry(struct ps_server *ps, char type, enum ps_act act, struc
 		return false;
 	if (st)
 		st->refs++;
-	ps->q[(ps->qhead + ps->qcount) % ps->qcap] = (struct ps_pending){type, (uint8_t)act, st, copy};
+	ps->q[(ps->qhead + ps->qcount) % ps->qcap] =
+		(struct ps_pending){.type = type, .act = (uint8_t)act, .stmt = st, .name = copy};
 	ps->qcount++;
 	return true;
 }
@@ -379,14 +609,58 @@ static struct ps_pending *q_head(struct ps_server *ps)
 	return ps->qcount ? &ps->q[ps->qhead] : NULL;
 }
 
+static struct ps_pending *q_tail(struct ps_server *ps)
+{
+	return &ps->q[(ps->qhead + ps->qcount - 1) % ps->qcap];
+}
+
+/* Layouts: the kind and portal name the request just queued names. */
+static void note_portal(struct ps_server *ps, uint8_t kind, const char *portal)
+{
+	struct ps_pending *t = q_tail(ps);
+	t->kind = kind;
+	if (ps_layouts_needed && portal && !(t->portal = strdup(portal)))
+		t->lost = true;
+}
+
+/* Layouts: Bind's portal and result-format codes; r is just after the statement name. */
+static void note_bind(struct ps_server *ps, const char *portal, struct pkt_reader r)
+{
+	struct ps_pending *t = q_tail(ps);
+	const uint8_t *codes;
+	uint16_t n;
+
+	if (!ps_layouts_needed)
+		return;
+	note_portal(ps, 0, portal);
+	n = read_u16(&r);
+	read_bytes(&r, (size_t)n * 2); /* parameter formats */
+	for (n = read_u16(&r); n > 0 && !r.bad; n--) {
+		uint32_t len = read_u32(&r);
+		if (len != 0xffffffffu)
+			read_bytes(&r, len);
+	}
+	n = read_u16(&r);
+	codes = read_bytes(&r, (size_t)n * 2);
+	if (r.bad || (n && !(t->fmts = malloc((size_t)n * 2)))) {
+		t->lost = true;
+		return;
+	}
+	if (n)
+		memcpy(t->fmts, codes, (size_t)n * 2);
+	t->nfmts = n;
+}
+
 static void q_pop(struct ps_server *ps)
 {
 	struct ps_pending *h = &ps->q[ps->qhead];
 	if (h->stmt)
 		stmt_put(h->stmt);
 	free(h->name);
-	h->stmt = NULL;
-	h->name = NULL;
+	free(h->portal);
+	free(h->fmts);
+	ps_layout_put(h->layout);
+	*h = (struct ps_pending){0};
 	ps->qhead = (ps->qhead + 1) % ps->qcap;
 	ps->qcount--;
 }
@@ -528,7 +802,8 @@ static bool send_renamed(struct pv_socket *s, uint8_t type, const uint8_t *head,
 
 bool ps_client_needs_full(const struct pkt *p)
 {
-	return p->type == 'P' || p->type == 'B' || p->type == 'D' || p->type == 'C';
+	return p->type == 'P' || p->type == 'B' || p->type == 'D' || p->type == 'C' ||
+	       (p->type == 'E' && ps_layouts_needed);
 }
 
 static enum pkt_action oom(struct pv_socket *c)
@@ -604,15 +879,20 @@ static enum pkt_action client_bind(struct pv_socket *c, struct pv_socket *s, str
 	name = read_string(&r);
 	if (!portal || !name)
 		return bad_message(c);
-	if (!name[0])
-		return forward_tracked(s, 'B');
+	if (!name[0]) {
+		if (!q_push(s->ps_server, 'B', ACT_FORWARD))
+			return oom(c);
+		note_bind(s->ps_server, portal, r);
+		return PKT_FORWARD;
+	}
 	c->pool->stats.bind_count++;
 	if (!(st = known_stmt(c, name)))
 		return PKT_STOP;
 	if (!ensure_on_server(s, st) ||
 	    !send_renamed(s, 'B', r.data, head_len, st, r.data + r.pos, reader_left(&r)) ||
-	    !q_push(s->ps_server, 'B', ACT_FORWARD))
+	    !q_push_entry(s->ps_server, 'B', ACT_FORWARD, ps_layouts_needed ? st : NULL, NULL))
 		return oom(c);
+	note_bind(s->ps_server, portal, r);
 	return PKT_CONSUMED;
 }
 
@@ -634,13 +914,18 @@ static enum pkt_action client_describe(struct pv_socket *c, struct pv_socket *s,
 
 	if (!read_kind_name(p, &kind, &name))
 		return bad_message(c);
-	if (kind != 'S' || !name[0])
-		return forward_tracked(s, 'D');
+	if (kind != 'S' || !name[0]) {
+		if (!q_push(s->ps_server, 'D', ACT_FORWARD))
+			return oom(c);
+		note_portal(s->ps_server, kind, kind == 'P' ? name : NULL);
+		return PKT_FORWARD;
+	}
 	if (!(st = known_stmt(c, name)))
 		return PKT_STOP;
 	if (!ensure_on_server(s, st) || !send_renamed(s, 'D', &kind, 1, st, NULL, 0) ||
-	    !q_push(s->ps_server, 'D', ACT_FORWARD))
+	    !q_push_entry(s->ps_server, 'D', ACT_FORWARD, ps_layouts_needed ? st : NULL, NULL))
 		return oom(c);
+	note_portal(s->ps_server, kind, NULL);
 	return PKT_CONSUMED;
 }
 
@@ -651,8 +936,12 @@ static enum pkt_action client_close_msg(struct pv_socket *c, struct pv_socket *s
 
 	if (!read_kind_name(p, &kind, &name))
 		return bad_message(c);
-	if (kind != 'S' || !name[0])
-		return forward_tracked(s, 'C');
+	if (kind != 'S' || !name[0]) {
+		if (!q_push(s->ps_server, 'C', ACT_FORWARD))
+			return oom(c);
+		note_portal(s->ps_server, kind, kind == 'P' ? name : NULL);
+		return PKT_FORWARD;
+	}
 	/* The server keeps the statement for other clients; only this client's name goes. */
 	if (c->ps_client)
 		client_remove(c->ps_client, name);
@@ -660,6 +949,26 @@ static enum pkt_action client_close_msg(struct pv_socket *c, struct pv_socket *s
 		return oom(c);
 	emit_fakes(s);
 	return PKT_CONSUMED;
+}
+
+static enum pkt_action client_execute(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
+{
+	struct pkt_reader r;
+	const char *portal = NULL;
+
+	if (!q_push(s->ps_server, 'E', ACT_FORWARD))
+		return oom(c);
+	if (!ps_layouts_needed)
+		return PKT_FORWARD;
+	if (pkt_complete(p)) {
+		reader_init_pkt(&r, p);
+		portal = read_string(&r);
+	}
+	if (portal)
+		note_portal(s->ps_server, 0, portal);
+	else
+		q_tail(s->ps_server)->lost = true;
+	return PKT_FORWARD;
 }
 
 enum pkt_action ps_client_msg(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
@@ -683,6 +992,7 @@ enum pkt_action ps_client_msg(struct pv_socket *c, struct pv_socket *s, struct p
 	case 'C':
 		return client_close_msg(c, s, p);
 	case 'E':
+		return client_execute(c, s, p);
 	case 'S':
 	case 'Q':
 	case 'F':
@@ -718,6 +1028,8 @@ static enum pkt_action respond(struct pv_socket *s, struct pkt *p, char expect)
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
 	act = (enum ps_act)h->act;
+	if (ps_layouts_needed)
+		track_response(s, h, p);
 	q_pop(ps);
 	if (act == ACT_FORWARD)
 		sbuf_forward_current(s, p);
@@ -756,10 +1068,45 @@ static enum pkt_action error_response(struct pv_socket *s)
 		return PKT_FORWARD;
 	while ((h = q_head(ps)) != NULL && h->type != 'S') {
 		undo_parse(s, h);
+		if (h->type == 'P' && !h->stmt) /* PostgreSQL dropped the unnamed statement */
+			set_layout(&ps->unnamed, NULL);
 		q_pop(ps);
 	}
+	portals_clear(ps); /* the transaction failed */
 	if (!h)
 		ps->discarding = true;
+	return PKT_FORWARD;
+}
+
+/* RowDescription of a simple Query's next result set. */
+static enum pkt_action query_result(struct pv_socket *s, struct pkt *p)
+{
+	if (!ps_layouts_needed)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	set_layout(&s->ps_server->query, ps_layout_new(pkt_body(p), pkt_body_len(p)));
+	return PKT_FORWARD;
+}
+
+/* ReadyForQuery ends the head Query/Sync; outside a transaction no portal is left. */
+static enum pkt_action ready(struct pv_socket *s, struct pkt *p)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_pending *h = q_head(ps);
+
+	if (ps_layouts_needed) {
+		if (!pkt_complete(p))
+			return PKT_NEED_FULL;
+		if (h->type == 'Q') { /* a Query runs in the unnamed statement and portal */
+			set_layout(&ps->query, NULL);
+			set_layout(&ps->unnamed, NULL);
+			portal_remove(ps, "");
+		}
+		if (pkt_body_len(p) < 1 || pkt_body(p)[0] != 'T')
+			portals_clear(ps);
+	}
+	q_pop(ps);
 	return PKT_FORWARD;
 }
 
@@ -778,6 +1125,9 @@ enum pkt_action ps_server_msg(struct pv_socket *s, struct pkt *p)
 	case '3':
 		return respond(s, p, 'C');
 	case 'T':
+		if (h->type == 'Q')
+			return query_result(s, p);
+		return h->type == 'D' ? respond(s, p, 'D') : PKT_FORWARD;
 	case 'n':
 		return h->type == 'D' ? respond(s, p, 'D') : PKT_FORWARD;
 	case 'C':
@@ -788,6 +1138,8 @@ enum pkt_action ps_server_msg(struct pv_socket *s, struct pkt *p)
 			if (s->link && s->link->ps_client)
 				client_clear(s->link->ps_client);
 		}
+		if (h->type == 'Q')
+			set_layout(&ps->query, NULL);
 		return h->type == 'E' ? respond(s, p, 'E') : PKT_FORWARD;
 	case 'I':
 	case 's':
@@ -795,8 +1147,7 @@ enum pkt_action ps_server_msg(struct pv_socket *s, struct pkt *p)
 	case 'E':
 		return error_response(s);
 	case 'Z':
-		q_pop(ps);
-		return PKT_FORWARD;
+		return ready(s, p);
 	default:
 		return PKT_FORWARD;
 	}

@@ -4,7 +4,8 @@
  * The machine running the tests may have no network, so real name servers
  * are never asked: each test points c-ares at a tiny fake DNS server on
  * 127.0.0.1 that runs on the same event loop and answers from a fixed table:
- *   db.test     A 10.1.2.3 (TTL 300), AAAA: no data
+ *   db.test     A 10.1.2.3 (TTL 300; the test may change it), AAAA: no data
+ *   test        SOA with serial fake_dns.soa_serial (0 = no data)
  *   zero.test   A 10.9.9.9 (TTL 0),   AAAA: no data
  *   slow.test   never answered
  *   anything else: NXDOMAIN
@@ -29,12 +30,16 @@
 #include "dns.h"
 
 #define QTYPE_A 1
+#define QTYPE_SOA 6
 
 struct fake_dns {
 	int fd;
 	struct event *ev;
 	int queries; /* every packet received */
 	int a_queries;
+	int soa_queries;
+	uint8_t db_ip[4];    /* A record of db.test */
+	uint32_t soa_serial; /* SOA serial of the zone "test" */
 };
 
 struct fixture {
@@ -80,6 +85,31 @@ static void put16(uint8_t *p, unsigned v)
 	p[1] = (uint8_t)v;
 }
 
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v >> 16);
+	put16(p + 2, v & 0xffff);
+}
+
+/*
+ * An SOA answer record for the question name; MNAME and RNAME point at the
+ * question name too (only the serial matters here). Returns its length.
+ */
+static size_t fake_soa_rr(const struct fake_dns *f, uint8_t *a)
+{
+	put16(a, 0xC00C);
+	put16(a + 2, QTYPE_SOA);
+	put16(a + 4, 1);
+	put32(a + 6, 60);
+	put16(a + 10, 4 + 20);
+	put16(a + 12, 0xC00C); /* MNAME */
+	put16(a + 14, 0xC00C); /* RNAME */
+	put32(a + 16, f->soa_serial);
+	for (int i = 0; i < 4; i++) /* refresh, retry, expire, minimum */
+		put32(a + 20 + 4 * i, 3600);
+	return 12 + 24;
+}
+
 /* Build the reply for one query into out; returns its length or 0 to stay silent. */
 static size_t fake_reply(struct fake_dns *f, const uint8_t *q, size_t qlen, uint8_t *out)
 {
@@ -87,18 +117,21 @@ static size_t fake_reply(struct fake_dns *f, const uint8_t *q, size_t qlen, uint
 	size_t qend = parse_qname(q, qlen, name, sizeof(name));
 	unsigned qtype, rcode = 0, ttl = 0;
 	uint8_t ip[4] = {0};
-	bool answer = false;
+	bool answer = false, soa = false;
 
 	if (qend == 0 || qend + 4 > qlen)
 		return 0;
 	qtype = (unsigned)(q[qend] << 8 | q[qend + 1]);
 	f->a_queries += qtype == QTYPE_A;
+	f->soa_queries += qtype == QTYPE_SOA;
 	if (strcmp(name, "slow.test") == 0)
 		return 0;
 	if (strcmp(name, "db.test") == 0) {
 		answer = qtype == QTYPE_A;
 		ttl = 300;
-		memcpy(ip, (uint8_t[]){10, 1, 2, 3}, 4);
+		memcpy(ip, f->db_ip, 4);
+	} else if (strcmp(name, "test") == 0) {
+		soa = answer = qtype == QTYPE_SOA && f->soa_serial != 0;
 	} else if (strcmp(name, "zero.test") == 0) {
 		answer = qtype == QTYPE_A;
 		memcpy(ip, (uint8_t[]){10, 9, 9, 9}, 4);
@@ -113,6 +146,8 @@ static size_t fake_reply(struct fake_dns *f, const uint8_t *q, size_t qlen, uint
 	put16(out + 10, 0);
 	if (!answer)
 		return qend + 4;
+	if (soa)
+		return qend + 4 + fake_soa_rr(f, out + qend + 4);
 	uint8_t *a = out + qend + 4;
 	put16(a, 0xC00C); /* pointer to the question name */
 	put16(a + 2, QTYPE_A);
@@ -172,6 +207,8 @@ static int setup(void **state)
 	fx->base = event_base_new();
 	assert_non_null(fx->base);
 	port = fake_start(&fx->dns, fx->base);
+	memcpy(fx->dns.db_ip, (uint8_t[]){10, 1, 2, 3}, 4);
+	fx->dns.soa_serial = 1;
 	/*
 	 * Short timeout, one attempt: keeps the "slow" test bounded. c-ares 1.18
 	 * understands retrans:<ms>/retry:<n>, not glibc's timeout:/attempts:.
@@ -491,6 +528,121 @@ static void test_bad_args(void **state)
 	dns_cancel(NULL);
 }
 
+/* --- zone serial checks --------------------------------------------------- */
+
+#define ZONE_PERIOD (100 * 1000) /* usec */
+
+/* Run the loop in short slices until zone row 0 shows `serial`; bounded by ms. */
+static bool wait_zone_serial(struct fixture *fx, long long serial, int ms)
+{
+	char zone[64];
+	long long seen = -1;
+	int count;
+
+	for (int waited = 0; waited < ms; waited += 20) {
+		run_loop(fx, 20);
+		if (dns_zone_row(fx->ctx, 0, zone, sizeof(zone), &seen, &count) && seen == serial)
+			return true;
+	}
+	return false;
+}
+
+static void resolve_db(struct fixture *fx, const char *ip)
+{
+	struct answer a;
+
+	resolve(fx, "db.test", 5432, &a);
+	run_loop(fx, 1500);
+	assert_int_equal(a.calls, 1);
+	assert_string_equal(a.err, "");
+	assert_ipv4(&a.res, 0, ip);
+}
+
+static void test_zone_serial_change(void **state)
+{
+	struct fixture *fx = *state;
+	char zone[64], host[64], addrs[64];
+	long long serial, ttl;
+	int count, soa;
+
+	resolve_db(fx, "10.1.2.3");
+	assert_int_equal(dns_zones_count(fx->ctx), 0); /* checks are off */
+	dns_set_zone_check_period(fx->ctx, ZONE_PERIOD);
+	assert_true(wait_zone_serial(fx, 1, 600));
+	assert_int_equal(dns_zones_count(fx->ctx), 1);
+	assert_true(dns_zone_row(fx->ctx, 0, zone, sizeof(zone), &serial, &count));
+	assert_string_equal(zone, "test");
+	assert_int_equal(count, 1);
+	assert_false(dns_zone_row(fx->ctx, 1, zone, sizeof(zone), &serial, &count));
+
+	/* An unchanged serial keeps the cache: more SOA queries, no new lookup. */
+	soa = fx->dns.soa_queries;
+	run_loop(fx, 250);
+	assert_true(fx->dns.soa_queries > soa);
+	assert_int_equal(dns_query_count(fx->ctx), 1);
+
+	/* The zone changes: its names are expired and looked up again. */
+	memcpy(fx->dns.db_ip, (uint8_t[]){10, 1, 2, 4}, 4);
+	fx->dns.soa_serial = 2;
+	assert_true(wait_zone_serial(fx, 2, 600));
+	assert_true(dns_cache_row(fx->ctx, 0, host, sizeof(host), &ttl, addrs, sizeof(addrs)));
+	assert_int_equal(ttl, 0);
+	resolve_db(fx, "10.1.2.4");
+	assert_int_equal(dns_query_count(fx->ctx), 2);
+	assert_true(dns_zone_row(fx->ctx, 0, zone, sizeof(zone), &serial, &count));
+	assert_int_equal(serial, 2);
+	assert_int_equal(count, 1);
+}
+
+static void test_zone_period_off(void **state)
+{
+	struct fixture *fx = *state;
+	int soa;
+
+	resolve_db(fx, "10.1.2.3");
+	dns_set_zone_check_period(fx->ctx, ZONE_PERIOD);
+	assert_true(wait_zone_serial(fx, 1, 600));
+
+	/* Period 0 stops the checks and forgets the zones. */
+	dns_set_zone_check_period(fx->ctx, 0);
+	assert_int_equal(dns_zones_count(fx->ctx), 0);
+	soa = fx->dns.soa_queries;
+	run_loop(fx, 300);
+	assert_int_equal(fx->dns.soa_queries, soa);
+	assert_int_equal(dns_zones_count(fx->ctx), 0);
+}
+
+static void test_zone_needs_dot(void **state)
+{
+	struct fixture *fx = *state;
+	struct answer a;
+
+	resolve(fx, "localhost", 5432, &a);
+	run_loop(fx, 1000);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(dns_names_count(fx->ctx), 1);
+	dns_set_zone_check_period(fx->ctx, ZONE_PERIOD);
+	run_loop(fx, 300);
+	assert_int_equal(dns_zones_count(fx->ctx), 0);
+	assert_int_equal(fx->dns.soa_queries, 0);
+}
+
+static void test_zone_dropped_with_names(void **state)
+{
+	struct fixture *fx = *state;
+	struct answer a;
+
+	/* Nothing is cached for long, so the next lookup prunes db.test. */
+	dns_set_ttls(fx->ctx, 0, 0);
+	resolve_db(fx, "10.1.2.3");
+	dns_set_zone_check_period(fx->ctx, ZONE_PERIOD);
+	assert_true(wait_zone_serial(fx, 1, 600));
+	resolve(fx, "localhost", 5432, &a);
+	assert_int_equal(dns_zones_count(fx->ctx), 0);
+	run_loop(fx, 1000);
+	assert_int_equal(a.calls, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +657,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_zone_serial_change, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_zone_period_off, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_zone_needs_dot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_zone_dropped_with_names, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
