@@ -7,7 +7,7 @@
  *   DATABASE  all | replication | sameuser | name | @file, comma separated
  *   USER      all | name | @file, comma separated
  *   ADDRESS   all | IPv4/IPv6 CIDR | address followed by a MASK field (not for local)
- *   METHOD    trust | reject | md5 | password | scram-sha-256 | peer | cert
+ *   METHOD    trust | reject | md5 | password | scram-sha-256 | peer | cert | oidc
  * `@file` names a file (relative to the including file's directory) whose
  * words, separated by blanks, commas or newlines, are spliced in. A quoted
  * word ("all") is a plain name, never a keyword. '#' starts a comment.

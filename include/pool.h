@@ -31,6 +31,7 @@ struct dns_ctx;
 struct dns_req;
 struct pkt;
 struct ssl_st;
+struct pv_identity;
 
 enum sock_state {
 	SOCK_FREE,
@@ -199,6 +200,9 @@ struct pv_socket {
 	uint8_t md5_salt[4];
 	bool auth_cleartext; /* sent AuthenticationCleartextPassword */
 	bool mock_auth;
+	bool auth_oidc;		      /* the password asked for is an OIDC token (oidc.c) */
+	struct pv_identity *identity; /* after a token login: who the token names */
+	uint64_t stmt_count;	      /* requests started (SHOW SESSIONS) */
 	/* auth_query.c: while the query runs, the client waits in the auth pool */
 	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
 	bool aq_done;		      /* queried for this login: use the cached credentials */

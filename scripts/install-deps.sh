@@ -11,6 +11,7 @@ PKGS=(
   libcmocka-dev clang libclang-rt-14-dev
   # integration tests and benchmarks
   postgresql-15 postgresql-client-15 python3 python3-pytest python3-psycopg python3-asyncpg
+  python3-jwt python3-cryptography
   pgbouncer procps prometheus
   # real-driver tests (test/integration/test_drivers.py): JDBC, and node-postgres' pure-JS
   # runtime dependencies (node-pg itself is unpacked below)

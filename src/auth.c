@@ -14,11 +14,16 @@
 #include "replication.h"
 #include "auth_query.h"
 #include "hba.h"
+#include "governance.h"
+#include "oidc.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Largest password message accepted: OIDC tokens can be several KB. */
 #define MAX_PASSWORD_PKT 65536
@@ -211,6 +216,73 @@ static void check_cert_mapped(struct pv_socket *c, const char *map)
 	auth_ok(c);
 }
 
+/* 127.0.0.0/8, ::1, or ::ffff:127.x.y.z */
+static bool peer_is_loopback(const struct pv_socket *c)
+{
+	if (c->remote.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&c->remote;
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (c->remote.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)&c->remote)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/*
+ * oidc: the token travels as a cleartext password and is a bearer credential
+ * until it expires, so it must not cross an unencrypted network: TLS, a unix
+ * socket, or loopback when the policy allows it explicitly.
+ */
+static void start_oidc(struct pv_socket *c)
+{
+	const struct gov_policy *pol = gov_active();
+	bool tls = c->tls && c->tls_state == PV_TLS_OPEN;
+
+	if (!tls && !c->is_unix && !(pol && pol->allow_plaintext_loopback && peer_is_loopback(c))) {
+		slog_info(c, "oidc login refused: token over plain TCP");
+		client_fatal(c, "28000", "TLS required for token login");
+		return;
+	}
+	c->auth_oidc = true;
+	send_auth_request(c, 3, NULL, 0);
+}
+
+/* The password is a JWT: validate it, then the grant decides whether it may be this role. */
+static bool handle_oidc(struct pv_socket *c, const char *token)
+{
+	const struct gov_policy *pol = gov_active();
+	struct pv_identity *id = NULL;
+	char detail[256], groups[512];
+	enum oidc_status st = oidc_validate(pol, token, (int64_t)time(NULL), &id, detail,
+					    sizeof(detail));
+
+	if (st == OIDC_NO_MEMORY) {
+		client_close(c, "out of memory");
+		return false;
+	}
+	if (st != OIDC_OK) {
+		slog_info(c, "oidc login refused: %s: %s", oidc_status_reason(st), detail);
+		client_fatal(c, "28000", "%s", oidc_status_reason(st));
+		return false;
+	}
+	identity_groups_str(id, groups, sizeof(groups));
+	/* Unknown and not-granted roles get the same reply: grants never look at auth_file. */
+	if (!gov_grant_allows(pol, id, c->startup_user)) {
+		slog_info(c, "oidc login refused: role not granted: subject=%s provider=%s groups=%s",
+			  id->subject, id->provider, groups);
+		identity_free(id);
+		client_fatal(c, "28000", "role not granted");
+		return false;
+	}
+	c->identity = id;
+	slog_info(c, "oidc login: subject=%s provider=%s groups=%s role=%s", id->subject,
+		  id->provider, groups, c->startup_user);
+	auth_ok(c);
+	return true;
+}
+
 void auth_start(struct pv_socket *c)
 {
 	enum auth_type method = G.cf->auth_type;
@@ -263,6 +335,9 @@ void auth_start(struct pv_socket *c)
 		return;
 	case AUTH_PEER:
 		auth_peer(c, map);
+		return;
+	case AUTH_OIDC:
+		start_oidc(c);
 		return;
 	default:
 		client_fatal(c, "08P01", "authentication method %s is not supported yet",
@@ -409,6 +484,10 @@ enum pkt_action auth_handle_pkt(struct pv_socket *c, struct pkt *p)
 	if (!pw[0]) {
 		auth_failed(c, "empty password returned by client");
 		return PKT_STOP;
+	}
+	if (c->auth_oidc) {
+		handle_oidc(c, pw);
+		return c->closing ? PKT_STOP : PKT_CONSUMED;
 	}
 	e = lookup_user(c);
 	if (c->auth_cleartext ? !check_cleartext(e, c->startup_user, pw) : !check_md5(c, e, pw)) {

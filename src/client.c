@@ -5,6 +5,7 @@
 #include "client.h"
 #include "admin.h"
 #include "pool.h"
+#include "oidc.h"
 #include "server.h"
 #include "hooks.h"
 #include "prepared.h"
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -566,10 +568,25 @@ static void account_request_start(struct pv_socket *c)
 	c->query_start = now;
 	c->request_time = now;
 	c->pool->stats.query_count++;
+	c->stmt_count++;
 	if (!c->xact_start) {
 		c->xact_start = now;
 		c->pool->stats.xact_count++;
 	}
+}
+
+/*
+ * A token login lasts until the token's exp. Checked when a request starts
+ * outside a transaction (unlinked, or linked to a session server that is
+ * idle), so a running transaction is never cut in half.
+ */
+static bool token_expired(const struct pv_socket *c)
+{
+	if (!c->identity || c->query_start)
+		return false;
+	if (c->link && c->link->tx_status != 'I')
+		return false;
+	return (int64_t)time(NULL) >= c->identity->exp;
 }
 
 static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
@@ -585,6 +602,10 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 	}
 	if (p->type == 'Q' && G.cf->disable_pqexec) {
 		client_fatal(c, "08P01", "PQexec disallowed");
+		return PKT_STOP;
+	}
+	if (token_expired(c)) {
+		client_fatal(c, "28000", "token expired");
 		return PKT_STOP;
 	}
 	account_request_start(c);

@@ -406,7 +406,8 @@ static bool parse_method(struct hparser *ps, const char *s, enum auth_type *out)
 	               {"password", AUTH_PLAIN},
 	               {"peer", AUTH_PEER},
 	               {"cert", AUTH_CERT},
-	               {"scram-sha-256", AUTH_SCRAM_SHA_256}};
+	               {"scram-sha-256", AUTH_SCRAM_SHA_256},
+	               {"oidc", AUTH_OIDC}};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
 		if (strcmp(s, methods[i].name) == 0) {
 			*out = methods[i].method;

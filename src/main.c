@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "authfile.h"
 #include "dns.h"
+#include "governance.h"
 #include "hba.h"
 #include "janitor.h"
 #include "listener.h"
@@ -82,6 +83,16 @@ static bool load_auth_file(char *err, size_t errlen)
 	return true;
 }
 
+/* (Re)load governance_file for G.cf; a bad file keeps the running policy. */
+static bool load_governance(char *err, size_t errlen)
+{
+	struct gov_policy *gov;
+	if (!gov_prepare(G.cf, &gov, err, errlen))
+		return false;
+	gov_commit(gov);
+	return true;
+}
+
 static int cli_verbose;
 static bool cli_quiet, cli_daemon;
 
@@ -91,17 +102,27 @@ static bool reload_config(void)
 	char err[512];
 	struct pv_config *next = config_load(G.cf->conffile, err, sizeof(err));
 	struct pv_config *old;
+	struct gov_policy *gov;
 	if (!next) {
 		log_error("RELOAD failed: %s", err);
 		return false;
 	}
 	config_keep_non_reloadable(next, G.cf);
-	/* A bad auth_hba_file / auth_ident_file fails RELOAD and keeps the running rules. */
-	if (!hba_reload(next, err, sizeof(err))) {
+	/* A bad governance_file fails RELOAD and keeps the running policy (checked first:
+	 * hba_reload swaps at once, the policy is only swapped once everything passed). */
+	if (!gov_prepare(next, &gov, err, sizeof(err))) {
 		log_error("RELOAD failed: %s", err);
 		config_free(next);
 		return false;
 	}
+	/* A bad auth_hba_file / auth_ident_file fails RELOAD and keeps the running rules. */
+	if (!hba_reload(next, err, sizeof(err))) {
+		log_error("RELOAD failed: %s", err);
+		gov_free(gov);
+		config_free(next);
+		return false;
+	}
+	gov_commit(gov);
 	old = G.cf;
 	G.cf = next;
 	/* While db->conf still points into the old config: close changed, kill removed. */
@@ -126,6 +147,9 @@ static void config_changed(void)
 	/* SET auth_type = hba: read the rules now; a bad file keeps the running ones. */
 	if (!hba_reload(G.cf, err, sizeof(err)))
 		log_error("auth_hba_file not reloaded: %s", err);
+	/* SET governance_file / auth_type = oidc: the same for the policy. */
+	if (!load_governance(err, sizeof(err)))
+		log_error("governance_file not reloaded: %s", err);
 	tls_reload();
 	dns_set_ttls(G.dns, G.cf->dns_max_ttl, G.cf->dns_nxdomain_ttl);
 	dns_set_zone_check_period(G.dns, G.cf->dns_zone_check_period);
@@ -406,6 +430,8 @@ int main(int argc, char **argv)
 		die("cannot load auth_file: %s", err);
 	if (!hba_reload(G.cf, err, sizeof(err)))
 		die("cannot load auth_hba_file: %s", err);
+	if (!load_governance(err, sizeof(err)))
+		die("cannot load governance_file: %s", err);
 	if (!tls_setup(err, sizeof(err)))
 		die("TLS setup failed: %s", err);
 

@@ -4,6 +4,7 @@
  */
 #include "pool.h"
 #include "log.h"
+#include "oidc.h"
 #include "prepared.h"
 #include "tls.h"
 
@@ -227,6 +228,7 @@ static void socket_destroy(struct pv_socket *s)
 		scram_client_free(s->scram_cl);
 		free(s->scram_cl);
 	}
+	identity_free(s->identity);
 	free(s->startup_user);
 	free(s->startup_db);
 	free(s->app_name);

@@ -1,0 +1,106 @@
+/*
+ * governance.h - the governance policy (ini key governance_file): a YAML
+ * file loaded with libyaml into an immutable struct gov_policy.
+ *
+ * The file is a mapping of top-level sections. Each section has a parse
+ * callback in a table in governance.c; later stages (inspection, masking,
+ * recording) add their sections there. Today:
+ *
+ *   identity:
+ *     providers:                 # OIDC token issuers (see doc/oidc.md)
+ *       - name: corp             # unique, [A-Za-z0-9_.-]
+ *         issuer: https://login.example.com/
+ *         audience: [pgvigil]    # the token's aud must contain one of these
+ *         jwks_file: keys.json   # relative to this file's directory
+ *         jwks_uri: https://...  # not implemented yet (load error)
+ *         algorithms: [RS256, ES256]   # required; RS*, PS*, ES* only
+ *         clock_skew: 60s        # exp/nbf/iat tolerance; default 60s
+ *         username_claim: sub    # default sub
+ *         groups_claim: groups   # default groups; absent claim = no groups
+ *         max_token_size: 16384  # bytes; default 16384, at most 65536
+ *     grants:                    # default deny
+ *       - when: {groups: [ai-agents], subject: "ci-*", provider: corp}
+ *         db_users: [agent_ro]
+ *     allow_plaintext_loopback: false
+ *
+ * Unknown keys are errors. Every error is "file:line: what is wrong".
+ * Loading happens at startup (fatal) and on RELOAD (a bad file keeps the
+ * running policy); it does all file I/O (JWKS files too), so nothing on the
+ * login path touches the disk.
+ */
+#ifndef PV_GOVERNANCE_H
+#define PV_GOVERNANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pv_config;
+struct oidc_keyset;
+struct pv_identity;
+
+#define GOV_DEFAULT_MAX_TOKEN 16384
+#define GOV_LIMIT_MAX_TOKEN   65536
+#define GOV_DEFAULT_SKEW      60
+
+struct gov_strlist {
+	char **v;
+	size_t n;
+};
+
+struct gov_provider {
+	int line;
+	char *name;
+	char *issuer;
+	struct gov_strlist audience;
+	char *jwks_file; /* resolved path */
+	char *jwks_uri;
+	unsigned algs;      /* bit set of enum oidc_alg (oidc.h) */
+	int64_t clock_skew; /* seconds */
+	char *username_claim;
+	char *groups_claim;
+	size_t max_token_size;
+	struct oidc_keyset *keys;
+};
+
+struct gov_grant {
+	int line;
+	struct gov_strlist groups; /* any of; empty = no condition */
+	char *subject;             /* fnmatch pattern; NULL = no condition */
+	char *provider;            /* NULL = no condition */
+	struct gov_strlist db_users;
+};
+
+struct gov_policy {
+	char *path;
+	struct gov_provider *providers;
+	size_t n_providers;
+	struct gov_grant *grants;
+	size_t n_grants;
+	bool allow_plaintext_loopback;
+};
+
+/* Parse a policy file; NULL with "file:line: reason" in err. */
+struct gov_policy *gov_load(const char *path, char *err, size_t errlen);
+/* The same from memory; origin names it in errors, base_dir resolves relative paths. */
+struct gov_policy *gov_parse_buffer(const char *text, size_t len, const char *origin,
+                                    const char *base_dir, char *err, size_t errlen);
+void gov_free(struct gov_policy *pol);
+
+/*
+ * Two-step (re)load so that RELOAD can validate everything before swapping
+ * anything: gov_prepare() loads cf->governance_file (*out = NULL when the key
+ * is empty) and checks it against cf; gov_commit() makes it the running one.
+ */
+bool gov_prepare(const struct pv_config *cf, struct gov_policy **out, char *err, size_t errlen);
+void gov_commit(struct gov_policy *pol);
+/* The running policy; NULL without governance_file. */
+const struct gov_policy *gov_active(void);
+
+const struct gov_provider *gov_find_provider_by_issuer(const struct gov_policy *pol,
+                                                       const char *issuer);
+/* Default deny: does a grant let this identity use database role db_user? */
+bool gov_grant_allows(const struct gov_policy *pol, const struct pv_identity *id,
+                      const char *db_user);
+
+#endif

@@ -1,0 +1,777 @@
+/*
+ * governance.c - the governance_file loader (libyaml) and grant matching.
+ * The schema is described in include/governance.h and doc/governance.md.
+ *
+ * The file is read whole (bounded), loaded with libyaml's document API and
+ * walked with tables: a table of top-level sections, each with a parse
+ * callback, and per-mapping key tables. A later stage adds a section by
+ * adding a row to `sections` and a field to struct gov_policy.
+ */
+#include "governance.h"
+#include "config.h"
+#include "oidc.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define GOV_MAX_FILE    (4u * 1024 * 1024)
+#define GOV_MAX_ENTRIES 4096 /* per sequence */
+
+struct gparser {
+	yaml_document_t doc;
+	const char *origin;
+	const char *base_dir;
+	char *err;
+	size_t errlen;
+	struct gov_policy *pol;
+};
+
+static bool fail(struct gparser *ps, const yaml_node_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool fail(struct gparser *ps, const yaml_node_t *at, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(ps->err, ps->errlen, "%s:%zu: %s", ps->origin, at ? at->start_mark.line + 1 : 1,
+	         msg);
+	return false;
+}
+
+static yaml_node_t *node_at(struct gparser *ps, int index)
+{
+	return yaml_document_get_node(&ps->doc, index);
+}
+
+/* --- scalars ------------------------------------------------------------------ */
+
+static const char *scalar(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static bool get_string(struct gparser *ps, yaml_node_t *n, const char *what, char **out)
+{
+	const char *s = scalar(n);
+	if (!s || !s[0])
+		return fail(ps, n, "%s must be a non-empty string", what);
+	if (*out)
+		return fail(ps, n, "%s given twice", what);
+	*out = strdup(s);
+	return *out ? true : fail(ps, n, "out of memory");
+}
+
+static bool get_bool(struct gparser *ps, yaml_node_t *n, const char *what, bool *out)
+{
+	static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no",
+	                                                                       "off"};
+	const char *s = scalar(n);
+	for (size_t i = 0; s && i < 3; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return *out = true, true;
+		if (strcasecmp(s, no[i]) == 0)
+			return *out = false, true;
+	}
+	return fail(ps, n, "%s must be true or false", what);
+}
+
+/* Non-negative integer with an optional unit suffix from units (NULL: none allowed). */
+static bool get_number(struct gparser *ps, yaml_node_t *n, const char *what, int64_t max,
+                       bool duration, int64_t *out)
+{
+	const char *s = scalar(n);
+	char *end;
+	long long v;
+	int64_t mult = 1;
+
+	if (!s || !s[0] || s[0] == '-' || s[0] == '+')
+		goto bad;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s)
+		goto bad;
+	if (duration && *end) {
+		if (strcmp(end, "s") == 0)
+			mult = 1;
+		else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+			mult = 60;
+		else if (strcmp(end, "h") == 0)
+			mult = 3600;
+		else
+			goto bad;
+	} else if (*end) {
+		goto bad;
+	}
+	if (v > max / mult)
+		return fail(ps, n, "%s is too large (at most %lld)", what, (long long)max);
+	*out = v * mult;
+	return true;
+bad:
+	return fail(ps, n, "%s must be %s", what,
+	            duration ? "a duration like 60s, 5m or 1h" : "a non-negative integer");
+}
+
+/* A sequence of non-empty strings (a bare scalar counts as a one-element list). */
+static bool get_strlist(struct gparser *ps, yaml_node_t *n, const char *what,
+                        struct gov_strlist *out)
+{
+	yaml_node_item_t *it;
+	size_t count;
+
+	if (out->v)
+		return fail(ps, n, "%s given twice", what);
+	if (n->type == YAML_SCALAR_NODE) {
+		out->v = calloc(1, sizeof(char *));
+		if (!out->v)
+			return fail(ps, n, "out of memory");
+		out->n = 1;
+		return get_string(ps, n, what, &out->v[0]);
+	}
+	if (n->type != YAML_SEQUENCE_NODE)
+		return fail(ps, n, "%s must be a list of strings", what);
+	count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (count == 0)
+		return fail(ps, n, "%s must not be empty", what);
+	if (count > GOV_MAX_ENTRIES)
+		return fail(ps, n, "%s has too many entries", what);
+	out->v = calloc(count, sizeof(char *));
+	if (!out->v)
+		return fail(ps, n, "out of memory");
+	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+		yaml_node_t *e = node_at(ps, *it);
+		if (!get_string(ps, e, what, &out->v[out->n]))
+			return false;
+		out->n++;
+	}
+	return true;
+}
+
+static bool strlist_has(const struct gov_strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return true;
+	return false;
+}
+
+static void strlist_free(struct gov_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* --- mappings driven by key tables ---------------------------------------------- */
+
+typedef bool (*key_fn)(struct gparser *ps, yaml_node_t *val, void *obj);
+
+struct gov_key {
+	const char *name;
+	key_fn parse;
+};
+
+/* Walk a mapping: every key must be in keys, once. */
+static bool parse_mapping(struct gparser *ps, yaml_node_t *n, const char *what,
+                          const struct gov_key *keys, size_t nkeys, void *obj)
+{
+	uint64_t seen = 0;
+
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(ps, n, "%s must be a mapping", what);
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node_at(ps, p->key), *v = node_at(ps, p->value);
+		const char *name = scalar(k);
+		size_t i;
+		if (!name)
+			return fail(ps, k, "keys of %s must be strings", what);
+		for (i = 0; i < nkeys && strcmp(keys[i].name, name) != 0; i++)
+			;
+		if (i == nkeys)
+			return fail(ps, k, "unknown key \"%s\" in %s", name, what);
+		if (seen & (1ull << i))
+			return fail(ps, k, "duplicate key \"%s\" in %s", name, what);
+		seen |= 1ull << i;
+		if (!keys[i].parse(ps, v, obj))
+			return false;
+	}
+	return true;
+}
+
+/* For a sequence of mappings: calls each(ps, item, index) after sizing the array. */
+static bool parse_sequence(struct gparser *ps, yaml_node_t *n, const char *what, size_t elem,
+                           void **arr, size_t *count,
+                           bool (*each)(struct gparser *, yaml_node_t *, void *))
+{
+	size_t len;
+
+	if (*arr)
+		return fail(ps, n, "%s given twice", what);
+	if (n->type != YAML_SEQUENCE_NODE)
+		return fail(ps, n, "%s must be a list", what);
+	len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (len > GOV_MAX_ENTRIES)
+		return fail(ps, n, "%s has too many entries", what);
+	*arr = calloc(len ? len : 1, elem);
+	if (!*arr)
+		return fail(ps, n, "out of memory");
+	for (size_t i = 0; i < len; i++) {
+		yaml_node_t *e = node_at(ps, n->data.sequence.items.start[i]);
+		void *obj = (char *)*arr + i * elem;
+		/* counted before parsing so a half-parsed element is freed too */
+		*count = i + 1;
+		if (!each(ps, e, obj))
+			return false;
+	}
+	return true;
+}
+
+/* --- identity.providers -------------------------------------------------------------- */
+
+#define PROV(p) ((struct gov_provider *)(p))
+
+static bool k_prov_name(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	if (!get_string(ps, v, "name", &PROV(o)->name))
+		return false;
+	if (strspn(PROV(o)->name,
+	           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+	    strlen(PROV(o)->name))
+		return fail(ps, v, "name may only use letters, digits, '_', '.' and '-'");
+	return true;
+}
+
+static bool k_prov_issuer(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "issuer", &PROV(o)->issuer);
+}
+
+static bool k_prov_audience(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "audience", &PROV(o)->audience);
+}
+
+/* Relative jwks_file paths are relative to the governance file's directory. */
+static bool k_prov_jwks_file(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	char *name = NULL;
+	if (!get_string(ps, v, "jwks_file", &name))
+		return false;
+	if (name[0] == '/' || !ps->base_dir) {
+		PROV(o)->jwks_file = name;
+		return true;
+	}
+	if (asprintf(&PROV(o)->jwks_file, "%s/%s", ps->base_dir, name) < 0) {
+		PROV(o)->jwks_file = NULL;
+		free(name);
+		return fail(ps, v, "out of memory");
+	}
+	free(name);
+	return true;
+}
+
+static bool k_prov_jwks_uri(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	if (!get_string(ps, v, "jwks_uri", &PROV(o)->jwks_uri))
+		return false;
+	/* Fetching keys over HTTPS needs the background fetcher (not built yet). */
+	return fail(ps, v, "jwks_uri is not supported yet; download the key set and use jwks_file");
+}
+
+static bool k_prov_algorithms(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_strlist l = {0};
+	enum oidc_alg alg;
+	bool ok = get_strlist(ps, v, "algorithms", &l);
+
+	for (size_t i = 0; ok && i < l.n; i++) {
+		if (!oidc_alg_parse(l.v[i], &alg))
+			ok = fail(ps, v,
+			          "algorithm \"%s\" is not allowed (RS256/384/512, PS256/384/512, "
+			          "ES256/384/512)",
+			          l.v[i]);
+		else
+			PROV(o)->algs |= 1u << alg;
+	}
+	strlist_free(&l);
+	return ok;
+}
+
+static bool k_prov_clock_skew(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_number(ps, v, "clock_skew", 3600, true, &PROV(o)->clock_skew);
+}
+
+static bool k_prov_username_claim(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "username_claim", &PROV(o)->username_claim);
+}
+
+static bool k_prov_groups_claim(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "groups_claim", &PROV(o)->groups_claim);
+}
+
+static bool k_prov_max_token_size(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	int64_t n;
+	if (!get_number(ps, v, "max_token_size", GOV_LIMIT_MAX_TOKEN, false, &n))
+		return false;
+	if (n < 64)
+		return fail(ps, v, "max_token_size must be at least 64");
+	PROV(o)->max_token_size = (size_t)n;
+	return true;
+}
+
+static const struct gov_key provider_keys[] = {
+    {"name", k_prov_name},
+    {"issuer", k_prov_issuer},
+    {"audience", k_prov_audience},
+    {"jwks_file", k_prov_jwks_file},
+    {"jwks_uri", k_prov_jwks_uri},
+    {"algorithms", k_prov_algorithms},
+    {"clock_skew", k_prov_clock_skew},
+    {"username_claim", k_prov_username_claim},
+    {"groups_claim", k_prov_groups_claim},
+    {"max_token_size", k_prov_max_token_size},
+};
+
+static bool set_default(struct gparser *ps, yaml_node_t *n, char **field, const char *value)
+{
+	if (*field)
+		return true;
+	*field = strdup(value);
+	return *field ? true : fail(ps, n, "out of memory");
+}
+
+/* Required keys, defaults, and the key set (read now, never at login). */
+static bool provider_finish(struct gparser *ps, yaml_node_t *n, struct gov_provider *p)
+{
+	char why[384];
+
+	if (!p->name)
+		return fail(ps, n, "provider needs a name");
+	if (!p->issuer)
+		return fail(ps, n, "provider \"%s\" needs an issuer", p->name);
+	if (!p->audience.n)
+		return fail(ps, n, "provider \"%s\" needs an audience", p->name);
+	if (!p->algs)
+		return fail(ps, n,
+		            "provider \"%s\" needs algorithms (the signing algorithms pinned)",
+		            p->name);
+	if (!p->jwks_file)
+		return fail(ps, n, "provider \"%s\" needs jwks_file", p->name);
+	if (!set_default(ps, n, &p->username_claim, "sub") ||
+	    !set_default(ps, n, &p->groups_claim, "groups"))
+		return false;
+	p->keys = oidc_keyset_load_file(p->jwks_file, why, sizeof(why));
+	if (!p->keys)
+		return fail(ps, n, "provider \"%s\": %s", p->name, why);
+	return true;
+}
+
+static bool parse_provider(struct gparser *ps, yaml_node_t *n, void *obj)
+{
+	struct gov_provider *p = obj;
+	p->line = (int)n->start_mark.line + 1;
+	p->clock_skew = GOV_DEFAULT_SKEW;
+	p->max_token_size = GOV_DEFAULT_MAX_TOKEN;
+	if (!parse_mapping(ps, n, "a provider", provider_keys,
+	                   sizeof(provider_keys) / sizeof(provider_keys[0]), p))
+		return false;
+	if (!provider_finish(ps, n, p))
+		return false;
+	for (struct gov_provider *q = ps->pol->providers; q < p; q++) {
+		if (strcmp(q->name, p->name) == 0)
+			return fail(ps, n, "provider name \"%s\" is used twice", p->name);
+		if (strcmp(q->issuer, p->issuer) == 0)
+			return fail(ps, n, "issuer \"%s\" is used by two providers", p->issuer);
+	}
+	return true;
+}
+
+/* --- identity.grants --------------------------------------------------------------- */
+
+#define GRANT(p) ((struct gov_grant *)(p))
+
+static bool k_when_groups(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "groups", &GRANT(o)->groups);
+}
+
+static bool k_when_subject(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "subject", &GRANT(o)->subject);
+}
+
+static bool k_when_provider(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "provider", &GRANT(o)->provider);
+}
+
+static const struct gov_key when_keys[] = {
+    {"groups", k_when_groups},
+    {"subject", k_when_subject},
+    {"provider", k_when_provider},
+};
+
+static bool k_grant_when(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	if (!parse_mapping(ps, v, "when", when_keys, sizeof(when_keys) / sizeof(when_keys[0]), o))
+		return false;
+	/* An empty condition would grant the role to every valid token: say so explicitly. */
+	if (!GRANT(o)->groups.n && !GRANT(o)->subject && !GRANT(o)->provider)
+		return fail(ps, v, "when needs at least one of groups, subject, provider");
+	return true;
+}
+
+static bool k_grant_db_users(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "db_users", &GRANT(o)->db_users);
+}
+
+static const struct gov_key grant_keys[] = {
+    {"when", k_grant_when},
+    {"db_users", k_grant_db_users},
+};
+
+static bool parse_grant(struct gparser *ps, yaml_node_t *n, void *obj)
+{
+	struct gov_grant *g = obj;
+	g->line = (int)n->start_mark.line + 1;
+	if (!parse_mapping(ps, n, "a grant", grant_keys, sizeof(grant_keys) / sizeof(grant_keys[0]),
+	                   g))
+		return false;
+	if (!g->groups.n && !g->subject && !g->provider)
+		return fail(ps, n, "grant needs when");
+	if (!g->db_users.n)
+		return fail(ps, n, "grant needs db_users");
+	return true;
+}
+
+/* --- identity ------------------------------------------------------------------------ */
+
+static bool k_id_providers(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_policy *pol = o;
+	return parse_sequence(ps, v, "providers", sizeof(struct gov_provider),
+	                      (void **)&pol->providers, &pol->n_providers, parse_provider);
+}
+
+static bool k_id_grants(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_policy *pol = o;
+	return parse_sequence(ps, v, "grants", sizeof(struct gov_grant), (void **)&pol->grants,
+	                      &pol->n_grants, parse_grant);
+}
+
+static bool k_id_loopback(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_bool(ps, v, "allow_plaintext_loopback",
+	                &((struct gov_policy *)o)->allow_plaintext_loopback);
+}
+
+static const struct gov_key identity_keys[] = {
+    {"providers", k_id_providers},
+    {"grants", k_id_grants},
+    {"allow_plaintext_loopback", k_id_loopback},
+};
+
+static bool find_provider_name(const struct gov_policy *pol, const char *name)
+{
+	for (size_t i = 0; i < pol->n_providers; i++)
+		if (strcmp(pol->providers[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static bool parse_identity(struct gparser *ps, yaml_node_t *n)
+{
+	struct gov_policy *pol = ps->pol;
+	if (!parse_mapping(ps, n, "identity", identity_keys,
+	                   sizeof(identity_keys) / sizeof(identity_keys[0]), pol))
+		return false;
+	/* Grants may come before providers in the file: check references at the end. */
+	for (size_t i = 0; i < pol->n_grants; i++) {
+		const struct gov_grant *g = &pol->grants[i];
+		if (g->provider && !find_provider_name(pol, g->provider)) {
+			snprintf(ps->err, ps->errlen, "%s:%d: grant names unknown provider \"%s\"",
+			         ps->origin, g->line, g->provider);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* --- top level ------------------------------------------------------------------------ */
+
+/* One row per top-level section; later stages (rules, masks, recording) add theirs. */
+static const struct gov_section {
+	const char *name;
+	bool (*parse)(struct gparser *ps, yaml_node_t *n);
+} sections[] = {
+    {"identity", parse_identity},
+};
+
+static bool parse_root(struct gparser *ps)
+{
+	yaml_node_t *root = yaml_document_get_root_node(&ps->doc);
+	uint64_t seen = 0;
+	const size_t nsec = sizeof(sections) / sizeof(sections[0]);
+
+	if (!root)
+		return true; /* empty file: an empty policy */
+	if (root->type != YAML_MAPPING_NODE)
+		return fail(ps, root, "the governance file must be a mapping of sections");
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node_at(ps, p->key);
+		const char *name = scalar(k);
+		size_t i;
+		for (i = 0; name && i < nsec && strcmp(sections[i].name, name) != 0; i++)
+			;
+		if (!name || i == nsec)
+			return fail(ps, k, "unknown section \"%s\"", name ? name : "?");
+		if (seen & (1ull << i))
+			return fail(ps, k, "section \"%s\" appears twice", name);
+		seen |= 1ull << i;
+		if (!sections[i].parse(ps, node_at(ps, p->value)))
+			return false;
+	}
+	return true;
+}
+
+static bool load_document(struct gparser *ps, const char *text, size_t len)
+{
+	yaml_parser_t parser;
+	yaml_document_t extra;
+	bool ok;
+
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(ps->err, ps->errlen, "%s: out of memory", ps->origin);
+		return false;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	ok = yaml_parser_load(&parser, &ps->doc);
+	if (!ok) {
+		snprintf(ps->err, ps->errlen, "%s:%zu: %s%s%s", ps->origin,
+		         parser.problem_mark.line + 1,
+		         parser.problem ? parser.problem : "YAML error", parser.context ? " " : "",
+		         parser.context ? parser.context : "");
+		yaml_parser_delete(&parser);
+		return false;
+	}
+	/* A second document would be silently ignored: refuse it. */
+	if (yaml_document_get_root_node(&ps->doc)) {
+		if (!yaml_parser_load(&parser, &extra)) {
+			ok = false;
+			snprintf(ps->err, ps->errlen, "%s:%zu: %s", ps->origin,
+			         parser.problem_mark.line + 1,
+			         parser.problem ? parser.problem : "YAML error");
+		} else {
+			if (yaml_document_get_root_node(&extra)) {
+				ok = false;
+				snprintf(ps->err, ps->errlen,
+				         "%s:%zu: only one YAML document is allowed", ps->origin,
+				         extra.start_mark.line + 1);
+			}
+			yaml_document_delete(&extra);
+		}
+		if (!ok)
+			yaml_document_delete(&ps->doc);
+	}
+	yaml_parser_delete(&parser);
+	return ok;
+}
+
+struct gov_policy *gov_parse_buffer(const char *text, size_t len, const char *origin,
+                                    const char *base_dir, char *err, size_t errlen)
+{
+	struct gparser ps = {.origin = origin, .base_dir = base_dir, .err = err, .errlen = errlen};
+	bool ok;
+
+	ps.pol = calloc(1, sizeof(*ps.pol));
+	if (!ps.pol || !(ps.pol->path = strdup(origin))) {
+		free(ps.pol);
+		snprintf(err, errlen, "%s: out of memory", origin);
+		return NULL;
+	}
+	if (!load_document(&ps, text, len)) {
+		gov_free(ps.pol);
+		return NULL;
+	}
+	ok = parse_root(&ps);
+	yaml_document_delete(&ps.doc);
+	if (!ok) {
+		gov_free(ps.pol);
+		return NULL;
+	}
+	return ps.pol;
+}
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(GOV_MAX_FILE + 1);
+	if (!buf) {
+		fclose(f);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	n = fread(buf, 1, GOV_MAX_FILE + 1, f);
+	if (ferror(f) || n > GOV_MAX_FILE) {
+		snprintf(err, errlen, "%s: %s", path, ferror(f) ? "read error" : "file too large");
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+struct gov_policy *gov_load(const char *path, char *err, size_t errlen)
+{
+	struct gov_policy *pol;
+	size_t len;
+	char *text = read_file(path, &len, err, errlen);
+	char *dir;
+	const char *slash = strrchr(path, '/');
+
+	if (!text)
+		return NULL;
+	dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+	if (!dir) {
+		free(text);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	pol = gov_parse_buffer(text, len, path, dir[0] ? dir : "/", err, errlen);
+	free(dir);
+	free(text);
+	return pol;
+}
+
+static void provider_free(struct gov_provider *p)
+{
+	free(p->name);
+	free(p->issuer);
+	strlist_free(&p->audience);
+	free(p->jwks_file);
+	free(p->jwks_uri);
+	free(p->username_claim);
+	free(p->groups_claim);
+	oidc_keyset_free(p->keys);
+}
+
+static void grant_free(struct gov_grant *g)
+{
+	strlist_free(&g->groups);
+	free(g->subject);
+	free(g->provider);
+	strlist_free(&g->db_users);
+}
+
+void gov_free(struct gov_policy *pol)
+{
+	if (!pol)
+		return;
+	for (size_t i = 0; i < pol->n_providers; i++)
+		provider_free(&pol->providers[i]);
+	free(pol->providers);
+	for (size_t i = 0; i < pol->n_grants; i++)
+		grant_free(&pol->grants[i]);
+	free(pol->grants);
+	free(pol->path);
+	free(pol);
+}
+
+/* --- the running policy ------------------------------------------------------------------ */
+
+static struct gov_policy *running;
+
+bool gov_prepare(const struct pv_config *cf, struct gov_policy **out, char *err, size_t errlen)
+{
+	struct gov_policy *pol = NULL;
+
+	*out = NULL;
+	if (cf->governance_file && cf->governance_file[0]) {
+		pol = gov_load(cf->governance_file, err, errlen);
+		if (!pol)
+			return false;
+	}
+	if (cf->auth_type == AUTH_OIDC && (!pol || !pol->n_providers)) {
+		snprintf(
+		    err, errlen,
+		    "auth_type = oidc needs governance_file with at least one identity provider");
+		gov_free(pol);
+		return false;
+	}
+	*out = pol;
+	return true;
+}
+
+void gov_commit(struct gov_policy *pol)
+{
+	/* Logins validate synchronously and copy what they keep: the old one can go now. */
+	gov_free(running);
+	running = pol;
+}
+
+const struct gov_policy *gov_active(void)
+{
+	return running;
+}
+
+const struct gov_provider *gov_find_provider_by_issuer(const struct gov_policy *pol,
+                                                       const char *issuer)
+{
+	for (size_t i = 0; pol && i < pol->n_providers; i++)
+		if (strcmp(pol->providers[i].issuer, issuer) == 0)
+			return &pol->providers[i];
+	return NULL;
+}
+
+static bool grant_matches(const struct gov_grant *g, const struct pv_identity *id)
+{
+	bool group_ok = g->groups.n == 0;
+
+	if (g->provider && strcmp(g->provider, id->provider) != 0)
+		return false;
+	if (g->subject && fnmatch(g->subject, id->subject, 0) != 0)
+		return false;
+	for (size_t i = 0; !group_ok && i < id->n_groups; i++)
+		group_ok = strlist_has(&g->groups, id->groups[i]);
+	return group_ok;
+}
+
+bool gov_grant_allows(const struct gov_policy *pol, const struct pv_identity *id,
+                      const char *db_user)
+{
+	for (size_t i = 0; pol && id && i < pol->n_grants; i++) {
+		const struct gov_grant *g = &pol->grants[i];
+		if (strlist_has(&g->db_users, db_user) && grant_matches(g, id))
+			return true;
+	}
+	return false;
+}
