@@ -36,6 +36,8 @@ void server_close(struct pv_socket *s, const char *reason);
 bool server_run_task(struct pv_socket *s, enum server_task task, const char *sql);
 /* Is the server between requests (ReadyForQuery idle, nothing outstanding)? */
 bool server_is_ready(const struct pv_socket *s);
+/* Take a (complete) ReadyForQuery; a malformed one closes the server and returns false. */
+bool server_take_ready(struct pv_socket *s, const struct pkt *p);
 /* A client's request is about to be forwarded: account it. */
 void server_note_client_msg(struct pv_socket *s, char type);
 

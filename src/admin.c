@@ -116,11 +116,7 @@ static bool admin_send_welcome(struct pv_socket *c)
 		return false;
 	}
 	/* Admin clients do not count against max_client_conn (G.client_count). */
-	c->login_phase = LOGIN_DONE;
-	c->pool->db->client_count++;
-	c->pool->user->client_count++;
-	c->pool->stats.client_login_count++;
-	socket_set_state(c, CL_ACTIVE);
+	client_mark_logged_in(c, false);
 	return true;
 }
 

@@ -329,13 +329,8 @@ static enum pkt_action finish(struct pv_socket *s, const struct pkt *p)
 	struct pv_socket *c = s->link;
 	bool ok;
 
-	if (pkt_body_len(p) != 1) {
-		server_close(s, "invalid ReadyForQuery");
+	if (!server_take_ready(s, p))
 		return PKT_STOP;
-	}
-	if (s->expect_rfq > 0)
-		s->expect_rfq--;
-	s->tx_status = (char)pkt_body(p)[0];
 	s->task = TASK_NONE;
 	ok = !s->task_failed && s->tx_status == 'I';
 	if (c)

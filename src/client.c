@@ -538,13 +538,19 @@ bool client_send_welcome(struct pv_socket *c)
 		client_close(c, "out of memory");
 		return false;
 	}
+	client_mark_logged_in(c, true);
+	return true;
+}
+
+void client_mark_logged_in(struct pv_socket *c, bool counts_toward_max)
+{
 	c->login_phase = LOGIN_DONE;
 	c->pool->db->client_count++;
 	c->pool->user->client_count++;
-	G.client_count++;
+	if (counts_toward_max)
+		G.client_count++;
 	c->pool->stats.client_login_count++;
 	socket_set_state(c, CL_ACTIVE);
-	return true;
 }
 
 /* --- logged-in traffic -------------------------------------------------------------- */
@@ -578,9 +584,10 @@ static void account_request_start(struct pv_socket *c)
 /*
  * A token login lasts until the token's exp. Checked when a request starts
  * outside a transaction (unlinked, or linked to a session server that is
- * idle), so a running transaction is never cut in half.
+ * idle), so a running transaction is never cut in half; the janitor also
+ * checks idle unlinked clients (janitor.c).
  */
-static bool token_expired(const struct pv_socket *c)
+bool client_token_expired(const struct pv_socket *c)
 {
 	if (!c->identity || c->query_start)
 		return false;
@@ -604,7 +611,7 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 		client_fatal(c, "08P01", "PQexec disallowed");
 		return PKT_STOP;
 	}
-	if (token_expired(c)) {
+	if (client_token_expired(c)) {
 		client_fatal(c, "28000", "token expired");
 		return PKT_STOP;
 	}

@@ -656,18 +656,13 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 		return PKT_CONSUMED;
 	case 'C':
 		/* A reset query such as DISCARD ALL drops the server's prepared statements. */
-		if (strstr((const char *)pkt_body(p), "DISCARD ALL") ||
-		    strstr((const char *)pkt_body(p), "DEALLOCATE ALL"))
+		if (memmem(pkt_body(p), pkt_body_len(p), "DISCARD ALL", 11) ||
+		    memmem(pkt_body(p), pkt_body_len(p), "DEALLOCATE ALL", 14))
 			ps_server_forget_all(s);
 		return PKT_CONSUMED;
 	case 'Z':
-		if (pkt_body_len(p) != 1) {
-			server_close(s, "invalid ReadyForQuery");
+		if (!server_take_ready(s, p))
 			return PKT_STOP;
-		}
-		if (s->expect_rfq > 0)
-			s->expect_rfq--;
-		s->tx_status = (char)pkt_body(p)[0];
 		if (s->tx_status != 'I')
 			s->task_failed = true;
 		task_done(s);
@@ -678,6 +673,18 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 }
 
 /* --- a logged-in server's messages -------------------------------------------------- */
+
+bool server_take_ready(struct pv_socket *s, const struct pkt *p)
+{
+	if (pkt_body_len(p) != 1) {
+		server_close(s, "invalid ReadyForQuery");
+		return false;
+	}
+	if (s->expect_rfq > 0)
+		s->expect_rfq--;
+	s->tx_status = (char)pkt_body(p)[0];
+	return true;
+}
 
 bool server_is_ready(const struct pv_socket *s)
 {
@@ -746,13 +753,8 @@ static enum pkt_action handle_ready(struct pv_socket *s, struct pkt *p)
 {
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
-	if (pkt_body_len(p) != 1) {
-		server_close(s, "invalid ReadyForQuery");
+	if (!server_take_ready(s, p))
 		return PKT_STOP;
-	}
-	if (s->expect_rfq > 0)
-		s->expect_rfq--;
-	s->tx_status = (char)pkt_body(p)[0];
 	s->idle_since = now_usec(); /* idle_transaction_timeout counts from here */
 	account_request_end(s);
 	if (s->tx_status != 'I' && s->link && !s->replication &&
