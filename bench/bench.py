@@ -5,7 +5,8 @@ Starts a throwaway PostgreSQL 15, loads pgbench data, starts PgBouncer and
 pgvigil with equivalent configurations, runs pgbench scenarios through both
 (interleaved, several rounds) and prints a Markdown report.
 
-Only the Python standard library is used.  See doc/benchmarks.md.
+Only the Python standard library is used, except by the login benchmark
+(--logins), which signs tokens with PyJWT and cryptography.  See doc/benchmarks.md.
 Normally invoked through bench/run.sh.
 """
 import argparse
@@ -441,8 +442,16 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs)")
     ap.add_argument("--max-runtime", type=int, default=0,
                     help="hard limit in seconds for the whole run (default: estimated time x2 + 300)")
+    ap.add_argument("--logins", type=int, default=0, metavar="N",
+                    help="login benchmark instead of pgbench: N sequential logins (connect, authenticate, "
+                         "SELECT 1, disconnect) per run against PgBouncer scram-sha-256, pgvigil scram-sha-256 "
+                         "and pgvigil oidc; reports logins/s and pooler CPU per login (see doc/benchmarks.md)")
+    ap.add_argument("--login-workers", type=int, default=4,
+                    help="concurrent login workers (processes) for --logins (default 4)")
     args = ap.parse_args()
 
+    if args.logins:
+        return main_logins(ap, args)
     scen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in scen if s not in SCENARIOS]
     if bad or not scen:
@@ -480,6 +489,42 @@ def main():
     signal.alarm(limit)
     try:
         rc = bench(r, args, scen, bins, per_run)
+    except (Fatal, Timeout) as e:
+        log(f"ERROR: {e}")
+        rc = 2
+    finally:
+        signal.alarm(0)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        r.cleanup()
+    return rc
+
+
+def main_logins(ap, args):
+    if args.logins < 1 or args.login_workers < 1 or args.rounds < 1:
+        ap.error("--logins, --login-workers and --rounds must be >= 1")
+    bins = {"pgbouncer": args.pgbouncer, "pgvigil": args.pgvigil}
+    for slot, b in bins.items():
+        if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+            ap.error(f"{slot} binary not found or not executable: {b}")
+    for tool in ("initdb", "postgres", "psql"):
+        if not os.access(os.path.join(args.pgbin, tool), os.X_OK):
+            ap.error(f"{args.pgbin}/{tool} not found (install postgresql-15)")
+    limit = args.max_runtime or 600 + args.rounds * 4 * (args.logins // 20 + 30)
+    r = Runner(args)
+
+    def on_signal(signum, frame):
+        raise Fatal(f"interrupted by signal {signum}")
+
+    def on_alarm(signum, frame):
+        raise Timeout(f"--max-runtime {limit} s exceeded")
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(limit)
+    try:
+        rc = bench_logins(r, args, bins)
     except (Fatal, Timeout) as e:
         log(f"ERROR: {e}")
         rc = 2
@@ -724,6 +769,383 @@ def render(args, scen, opts_of, results, idle_rss, info):
             cells = [f"{x['tps']:,.0f} ({x['cpu_us']:.1f}) [{x['foreign']:.0f}%]" if x else "failed"
                      for x in results[s][slot]]
             L.append(f"| {s} | {slot} | " + " | ".join(cells) + " |")
+    L.append("\n</details>\n")
+    return "\n".join(L) + "\n"
+
+
+# --------------------------------------------------------------------------
+# login benchmark (--logins N): cost of a client login, SCRAM vs OIDC token
+
+
+LOGIN_USER = DB_USER
+LOGIN_ISSUER = "https://bench-idp.invalid/"
+LOGIN_AUDIENCE = "pgvigil-bench"
+SCRAM_ITER = 4096
+
+
+def scram_secret(password, salt, iterations=SCRAM_ITER):
+    """A PostgreSQL SCRAM-SHA-256 verifier (what pg_authid / userlist.txt store)."""
+    import base64
+    import hmac
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b = lambda x: base64.b64encode(x).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b(salt)}${b(hashlib.sha256(client_key).digest())}:{b(server_key)}"
+
+
+def _msg(tag, body=b""):
+    return tag + (len(body) + 4).to_bytes(4, "big") + body
+
+
+class _Conn:
+    """Minimal protocol-3 client over a unix socket (startup, SCRAM or cleartext, one query)."""
+
+    def __init__(self, path, timeout=20):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 5:
+                n = int.from_bytes(self.buf[1:5], "big")
+                if len(self.buf) >= 1 + n:
+                    tag, body, self.buf = self.buf[:1], self.buf[5:1 + n], self.buf[1 + n:]
+                    return tag, body
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by pooler")
+            self.buf += chunk
+
+    def close(self):
+        self.s.close()
+
+
+def _error_text(body):
+    f = {p[:1].decode(): p[1:].decode(errors="replace") for p in body.split(b"\0") if p}
+    return f"{f.get('S')} {f.get('C')} {f.get('M')}"
+
+
+# SaltedPassword depends only on (password, salt, iterations): a client may cache it, and
+# the harness does, so the 4096 PBKDF2 rounds of the client do not hide the pooler's cost.
+_salted_cache = {}
+
+
+def login_once(path, user, password, method):
+    """connect, authenticate (method "scram": SCRAM-SHA-256; "token": cleartext), SELECT 1, Terminate."""
+    import base64
+    import hmac
+    c = _Conn(path)
+    try:
+        params = b"user\0" + user.encode() + b"\0database\0" + DB_NAME.encode() + b"\0\0"
+        c.s.sendall((len(params) + 8).to_bytes(4, "big") + (196608).to_bytes(4, "big") + params)
+        nonce = first_bare = None
+        while True:
+            tag, body = c.recv()
+            if tag == b"E":
+                raise RuntimeError(_error_text(body))
+            if tag == b"Z":
+                break
+            if tag != b"R":
+                continue
+            code = int.from_bytes(body[:4], "big")
+            if code in (3, 10) and method != ("token" if code == 3 else "scram"):
+                raise RuntimeError(f"pooler asked for auth {code}, expected {method}")
+            if code == 3:  # cleartext: the token
+                c.s.sendall(_msg(b"p", password.encode() + b"\0"))
+            elif code == 10:  # SASL
+                nonce = base64.b64encode(os.urandom(18)).decode()
+                first_bare = f"n=,r={nonce}"
+                first = ("n,," + first_bare).encode()
+                c.s.sendall(_msg(b"p", b"SCRAM-SHA-256\0" + len(first).to_bytes(4, "big") + first))
+            elif code == 11:
+                server_first = body[4:].decode()
+                a = dict(kv.split("=", 1) for kv in server_first.split(","))
+                if not a["r"].startswith(nonce):
+                    raise RuntimeError("SCRAM: bad server nonce")
+                key = (password, a["s"], int(a["i"]))
+                salted = _salted_cache.get(key)
+                if salted is None:
+                    salted = _salted_cache[key] = hashlib.pbkdf2_hmac(
+                        "sha256", password.encode(), base64.b64decode(a["s"]), int(a["i"]))
+                final_wo = f"c=biws,r={a['r']}"
+                auth_msg = f"{first_bare},{server_first},{final_wo}".encode()
+                ck = hmac.new(salted, b"Client Key", "sha256").digest()
+                sig = hmac.new(hashlib.sha256(ck).digest(), auth_msg, "sha256").digest()
+                proof = base64.b64encode(bytes(x ^ y for x, y in zip(ck, sig))).decode()
+                c.s.sendall(_msg(b"p", f"{final_wo},p={proof}".encode()))
+                sk = hmac.new(salted, b"Server Key", "sha256").digest()
+                c.expect_v = base64.b64encode(hmac.new(sk, auth_msg, "sha256").digest()).decode()
+            elif code == 12:
+                if body[4:].decode() != "v=" + c.expect_v:
+                    raise RuntimeError("SCRAM: bad server signature")
+            elif code != 0:
+                raise RuntimeError(f"unsupported auth request {code}")
+        c.s.sendall(_msg(b"Q", b"SELECT 1\0"))
+        got = None
+        while True:
+            tag, body = c.recv()
+            if tag == b"E":
+                raise RuntimeError(_error_text(body))
+            if tag == b"D":
+                got = body
+            if tag == b"Z":
+                break
+        if got is None or not got.endswith(b"1"):
+            raise RuntimeError("SELECT 1: no row")
+        c.s.sendall(_msg(b"X"))
+    finally:
+        c.close()
+
+
+def _login_worker(job):
+    path, user, method, passwords = job
+    errors, first = 0, None
+    for pw in passwords:
+        try:
+            login_once(path, user, pw, method)
+        except Exception as e:  # counted and reported, the run goes on
+            errors += 1
+            first = first or f"{type(e).__name__}: {e}"
+    return len(passwords), errors, first
+
+
+def cpu_ns(pids):
+    """CPU time (ns) of pids and all their threads, from /proc/PID/task/*/schedstat
+    (ns resolution; utime+stime in clock ticks is too coarse for ~1000 short logins)."""
+    total = 0
+    for p in pids:
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
+def governance_yaml():
+    return f"""# generated by bench/bench.py --logins
+identity:
+  providers:
+    - name: bench
+      issuer: {LOGIN_ISSUER}
+      audience: [{LOGIN_AUDIENCE}]
+      jwks_file: jwks.json
+      algorithms: [RS256, ES256]
+      clock_skew: 30s
+  grants:
+    - when: {{groups: [bench-agents]}}
+      db_users: [{LOGIN_USER}]
+"""
+
+
+class TokenMint:
+    """Plays the identity provider: an RSA-2048 and a P-256 key, a JWKS, signed tokens."""
+
+    def __init__(self):
+        try:
+            import jwt
+            from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        except ImportError as e:
+            raise Fatal(f"--logins needs PyJWT and cryptography (Debian: python3-jwt python3-cryptography): {e}")
+        self.jwt = jwt
+        self.keys = {"RS256": ("rsa1", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                     "ES256": ("ec1", ec.generate_private_key(ec.SECP256R1()))}
+
+    def jwks(self):
+        import json
+        keys = []
+        for alg, (kid, key) in self.keys.items():
+            jwk = json.loads(self.jwt.algorithms.get_default_algorithms()[alg].to_jwk(key.public_key()))
+            jwk.update({"kid": kid, "use": "sig", "alg": alg})
+            keys.append(jwk)
+        return json.dumps({"keys": keys})
+
+    def tokens(self, alg, n, tag):
+        kid, key = self.keys[alg]
+        now = int(time.time())
+        return [self.jwt.encode({"iss": LOGIN_ISSUER, "aud": LOGIN_AUDIENCE, "sub": f"agent-{tag}-{i}",
+                                 "groups": ["bench-agents"], "iat": now, "exp": now + 3600,
+                                 "jti": f"{tag}-{i}"}, key, algorithm=alg, headers={"kid": kid})
+                for i in range(n)]
+
+
+# row label -> (pooler instance, auth of the login)
+LOGIN_ROWS = (("pgbouncer scram-sha-256", "pgbouncer-scram", "scram"),
+              ("pgvigil scram-sha-256", "pgvigil-scram", "scram"),
+              ("pgvigil oidc (RS256 token)", "pgvigil-oidc", "RS256"),
+              ("pgvigil oidc (ES256 token)", "pgvigil-oidc", "ES256"))
+
+
+def login_pooler_ini(name, port, pgport, tmp, auth, pool_size):
+    extra = f"governance_file = {tmp}/governance.yaml\n" if auth == "oidc" else ""
+    return f"""; generated by bench/bench.py --logins ({name})
+[databases]
+{DB_NAME} = host=127.0.0.1 port={pgport} dbname={DB_NAME}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir = {tmp}
+auth_type = {auth}
+auth_file = {tmp}/userlist.txt
+pool_mode = transaction
+max_client_conn = 200
+default_pool_size = {pool_size}
+min_pool_size = 0
+reserve_pool_size = 0
+log_connections = 0
+log_disconnections = 0
+log_pooler_errors = 1
+stats_period = 60
+pidfile = {tmp}/{name}.pid
+{extra}"""
+
+
+def bench_logins(r, args, bins):
+    import multiprocessing
+    pgbin, n, workers = args.pgbin, args.logins, args.login_workers
+    mint = TokenMint()
+    info = machine_info(args, bins, pgbin)
+    info[-1] = ("settings", f"{n} logins per run, {workers} concurrent workers, {args.rounds} rounds; unix socket; "
+                            f"pool_mode=transaction, default_pool_size={workers}; SCRAM secret with {SCRAM_ITER} "
+                            "iterations in userlist.txt; tokens RS256 (RSA-2048) / ES256 (P-256)")
+
+    r.tmp = tempfile.mkdtemp(prefix="pgvigil-lbench-")
+    if os.geteuid() == 0:
+        r.as_user = ensure_user()
+        os.chown(r.tmp, *r.as_user)
+    os.chmod(r.tmp, 0o700)
+
+    def write(name, text):
+        path = os.path.join(r.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        if r.as_user:
+            os.chown(path, *r.as_user)
+        return path
+
+    run_bins = {}
+    for slot, b in bins.items():
+        dst = os.path.join(r.tmp, f"{slot}-bin")
+        shutil.copy2(b, dst)
+        os.chmod(dst, 0o755)
+        if r.as_user:
+            os.chown(dst, *r.as_user)
+        run_bins[slot] = dst
+
+    datadir = os.path.join(r.tmp, "pgdata")
+    pgport = free_port()
+    log("initdb")
+    r.run([os.path.join(pgbin, "initdb"), "-D", datadir, "-U", DB_USER, "-A", "trust",
+           "--no-locale", "-E", "UTF8", "--no-sync"], timeout=120, as_user=True)
+    with open(os.path.join(datadir, "postgresql.auto.conf"), "a") as f:
+        f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {pgport}\nunix_socket_directories = '{r.tmp}'\n"
+                "max_connections = 100\nfsync = off\nlogging_collector = off\nlog_min_messages = warning\n")
+    pglog = open(os.path.join(r.tmp, "postgres.log"), "wb")
+    pg = r.spawn("postgres", [os.path.join(pgbin, "postgres"), "-D", datadir], stop_sig=signal.SIGINT,
+                 stdout=pglog)
+    if not wait_port(pgport, pg, timeout=60):
+        raise Fatal("PostgreSQL did not start:\n" + open(pglog.name, errors="replace").read()[-2000:])
+    r.run([os.path.join(pgbin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", r.tmp, "-p", str(pgport),
+           "-U", DB_USER, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"], timeout=60)
+
+    # PostgreSQL trusts the poolers (server logins are not what is measured).
+    write("userlist.txt", f'"{LOGIN_USER}" "{scram_secret(DB_PASSWORD, os.urandom(16))}"\n')
+    write("jwks.json", mint.jwks())
+    write("governance.yaml", governance_yaml())
+    instances = {"pgbouncer-scram": ("pgbouncer", "scram-sha-256"),
+                 "pgvigil-scram": ("pgvigil", "scram-sha-256"),
+                 "pgvigil-oidc": ("pgvigil", "oidc")}
+    ports, procs, logs = {}, {}, {}
+    for name, (slot, auth) in instances.items():
+        ports[name] = free_port()
+        ini = write(f"{name}.ini", login_pooler_ini(name, ports[name], pgport, r.tmp, auth, workers))
+        logs[name] = open(os.path.join(r.tmp, f"{name}.log"), "wb")
+        procs[name] = r.spawn(name, [run_bins[slot], ini], stop_sig=signal.SIGTERM, stdout=logs[name])
+    for name in instances:
+        if not wait_port(ports[name], procs[name]):
+            raise Fatal(f"{name} did not start; log tail:\n" + open(logs[name].name, errors="replace").read()[-2000:])
+
+    def sock(name):
+        return os.path.join(r.tmp, f".s.PGSQL.{ports[name]}")
+
+    def passwords(kind, count, tag):
+        return [DB_PASSWORD] * count if kind == "scram" else mint.tokens(kind, count, tag)
+
+    def method(kind):
+        return "scram" if kind == "scram" else "token"
+
+    ctx = multiprocessing.get_context("fork")
+    results = {label: [] for label, _, _ in LOGIN_ROWS}
+    with ctx.Pool(workers) as wp:
+        # warm-up: fills the server pool and the client's SCRAM cache in each worker
+        for label, name, kind in LOGIN_ROWS:
+            pws = passwords(kind, 20 * workers, "warm")
+            out = wp.map(_login_worker, [(sock(name), LOGIN_USER, method(kind), pws[i::workers])
+                                         for i in range(workers)])
+            if any(e for _, e, _ in out):
+                raise Fatal(f"{label}: warm-up logins failed: {[f for _, _, f in out if f][0]}\nlog tail:\n"
+                            + open(logs[name].name, errors="replace").read()[-1500:])
+        for rnd in range(args.rounds):
+            rows = LOGIN_ROWS if rnd % 2 == 0 else tuple(reversed(LOGIN_ROWS))
+            for label, name, kind in rows:
+                pws = passwords(kind, n, f"r{rnd}")  # signed before the clock starts
+                jobs = [(sock(name), LOGIN_USER, method(kind), pws[i::workers]) for i in range(workers)]
+                pids = proc_tree(procs[name].pid)
+                c0, t0 = cpu_ns(pids), time.monotonic()
+                out = wp.map(_login_worker, jobs, chunksize=1)
+                t1, c1 = time.monotonic(), cpu_ns(pids)
+                errs = sum(e for _, e, _ in out)
+                if errs:
+                    log(f"{label}: {errs} of {n} logins failed: {[f for _, _, f in out if f][0]}")
+                res = dict(rate=n / (t1 - t0), cpu_us=(c1 - c0) / 1e3 / n, errors=errs, secs=t1 - t0)
+                results[label].append(res)
+                log(f"round {rnd + 1}/{args.rounds} {label:28s} {res['rate']:8.0f} logins/s  "
+                    f"pooler CPU {res['cpu_us']:6.1f} µs/login  errors {errs}")
+                time.sleep(0.5)
+    for name in instances:
+        if procs[name].poll() is not None:
+            raise Fatal(f"{name} exited during the run ({procs[name].returncode})")
+
+    report = render_logins(args, results, info)
+    sys.stdout.write(report)
+    sys.stdout.flush()
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+        log(f"report written to {args.out}")
+    return 1 if any(x["errors"] for v in results.values() for x in v) else 0
+
+
+def render_logins(args, results, info):
+    L = [f"### {args.title or 'Login cost: SCRAM-SHA-256 vs OIDC token'}\n", "| | |\n|---|---|"]
+    L += [f"| {k} | {v} |" for k, v in info]
+    L.append("")
+    L.append(f"Each login: connect (unix socket), authenticate, `SELECT 1`, Terminate. Median over "
+             f"{args.rounds} rounds of {args.logins} logins (each column separately). Pooler CPU = user+system time of the pooler "
+             "process (schedstat) during the run, divided by the logins.\n")
+    base = median([x["cpu_us"] for x in results[LOGIN_ROWS[1][0]]])
+    L.append("| login | logins/s | pooler CPU µs/login | CPU vs pgvigil scram | failed logins |")
+    L.append("|---|---:|---:|---:|---:|")
+    for label, _, _ in LOGIN_ROWS:
+        runs = results[label]
+        rate, cpu = median([x["rate"] for x in runs]), median([x["cpu_us"] for x in runs])
+        L.append(f"| {label} | {fmt_num(rate)} | {fmt_num(cpu, 1)} | {fmt_ratio(cpu, base)} "
+                 f"| {sum(x['errors'] for x in runs)} |")
+    L.append("")
+    L.append("<details><summary>per-round logins/s (pooler CPU µs/login)</summary>\n")
+    L.append("| login | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |")
+    L.append("|---|" + "---:|" * args.rounds)
+    for label, _, _ in LOGIN_ROWS:
+        L.append(f"| {label} | " + " | ".join(f"{x['rate']:,.0f} ({x['cpu_us']:.1f})" for x in results[label]) + " |")
     L.append("\n</details>\n")
     return "\n".join(L) + "\n"
 

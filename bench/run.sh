@@ -1,6 +1,7 @@
 #!/bin/bash
 # pgvigil vs PgBouncer benchmark (pgbench through each pooler).
 # Usage: bench/run.sh [-T SECONDS] [-r ROUNDS] [--scenarios a,b] [--out FILE] ...
+#        bench/run.sh --logins 1000 [--login-workers 4] [-r ROUNDS]   (login cost: scram vs oidc)
 #        bench/run.sh --help
 # See doc/benchmarks.md.
 set -euo pipefail

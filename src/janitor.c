@@ -1,11 +1,13 @@
 /*
  * janitor.c - periodic maintenance of pools and sockets (every 1/3 s):
- * login, wait, query, transaction and idle timeouts; idle, old and surplus
- * servers; min_pool_size; reaping unused auto-databases and pools.
+ * login, wait, query, transaction and idle timeouts; idle clients whose
+ * token expired; idle, old and surplus servers; min_pool_size; reaping unused
+ * auto-databases and pools.
  *
  * Cost per tick: login clients and each pool's server lists are walked; the
  * waiting list only as far as clients are due for something (it is FIFO);
- * active clients and active servers only when a timeout that needs them is set.
+ * active clients and active servers only when a timeout that needs them is set
+ * (active clients also while a governance policy allows token logins).
  */
 #include "janitor.h"
 #include "client.h"
@@ -14,6 +16,7 @@
 #include "log.h"
 #include "proto.h"
 #include "peer.h"
+#include "governance.h"
 
 #include <event2/event.h>
 #include <string.h>
@@ -154,16 +157,28 @@ static void check_waiting_clients(struct pv_pool *pool, const struct pool_timeou
 	}
 }
 
+/*
+ * Idle clients (no server, so not in a transaction): client_idle_timeout, and
+ * token logins whose token expired while idle (the next request would refuse
+ * them too, but an idle client may never send one). Walked when either can
+ * apply: token logins exist only while a governance policy is loaded (a
+ * client left over after a reload that dropped it is caught by its next request).
+ */
 static void check_idle_clients(struct pv_pool *pool, const struct pool_timeouts *t, usec_t now)
 {
 	struct list_head *it, *tmp;
-	if (t->client_idle <= 0)
+	bool tokens = gov_active() != NULL;
+	if (t->client_idle <= 0 && !tokens)
 		return;
 	list_for_each_safe(it, tmp, &pool->active_clients)
 	{
 		struct pv_socket *c = container_of(it, struct pv_socket, node);
 		usec_t last = c->request_time ? c->request_time : c->connect_time;
-		if (!c->link && !c->closing && now - last > t->client_idle)
+		if (c->link || c->closing)
+			continue;
+		if (tokens && client_token_expired(c))
+			client_fatal(c, "28000", "token expired");
+		else if (t->client_idle > 0 && now - last > t->client_idle)
 			client_fatal(c, "08P01", "client_idle_timeout");
 	}
 }

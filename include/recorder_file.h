@@ -1,0 +1,58 @@
+/*
+ * recorder_file.h - the recorder's file writer (src/recorder_file.c), internal
+ * to the recorder. Owns the recording directory from the writer thread: chain
+ * state (next seq, previous hash), the active .partial file, rotation,
+ * retention, fsync and crash repair. Only ever used by one thread at a time
+ * (recorder_start, then the writer thread, then recorder_stop after the join).
+ */
+#ifndef PV_RECORDER_FILE_H
+#define PV_RECORDER_FILE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "recorder.h"
+
+#define REC_NAME_MAX 96
+
+struct rec_writer {
+	const struct rec_config *cfg;
+	int fd;                  /* active .partial file, -1 when none */
+	char name[REC_NAME_MAX]; /* final (.jsonl) name of the active file */
+	uint64_t size;           /* bytes in the active file */
+	uint64_t lines;          /* events in the active file */
+	usec_t opened;           /* mono time the active file was opened */
+	usec_t last_sync;        /* mono time of the last fdatasync */
+	usec_t last_retention;   /* mono time retention last ran */
+	bool dirty;              /* written since the last fdatasync */
+	uint64_t next_seq;
+	char prev[REC_HASH_HEX_LEN + 1];
+	char prev_file[REC_NAME_MAX]; /* "" for a new directory */
+	json_t *notes;                /* writer-made events not yet written (recovery, retention) */
+	atomic_int *fault;            /* test hook: injected errno */
+	pthread_mutex_t *stats_lock;
+	struct rec_stats *stats;
+};
+
+/* Prepare the directory and recover the chain head. -1 with err on failure. */
+int recw_open_dir(struct rec_writer *w, char *err, size_t errlen);
+
+/*
+ * Write one event (fields is modified: the envelope keys are set; the caller
+ * still owns it). Rotates first when due. 0 or an errno; on error nothing of
+ * the event is left in the file and the chain state is unchanged, so a retry
+ * writes identical bytes.
+ */
+int recw_write(struct rec_writer *w, json_t *fields, usec_t ts);
+
+/* Periodic work: fsync interval, time rotation, age retention, pending notes. */
+int recw_tick(struct rec_writer *w, usec_t mono);
+
+/* Write pending notes, close and rename the active file. 0 or an errno. */
+int recw_close(struct rec_writer *w);
+
+void recw_free(struct rec_writer *w);
+
+/* Record a write error into the stats (thread-safe). */
+void recw_error(struct rec_writer *w, const char *what, int err);
+
+#endif
