@@ -11,8 +11,12 @@
  *       - name: corp             # unique, [A-Za-z0-9_.-]
  *         issuer: https://login.example.com/
  *         audience: [pgvigil]    # the token's aud must contain one of these
- *         jwks_file: keys.json   # relative to this file's directory
- *         jwks_uri: https://...  # not implemented yet (load error)
+ *         jwks_file: keys.json   # relative to this file's directory; or
+ *         jwks_uri: https://...  # fetched by the worker (jwks.h); or
+ *         discovery: true        # jwks_uri from the issuer's discovery document
+ *         ca_file: idp-ca.pem    # for the fetches; default the system CAs
+ *         refresh_interval: 1h   # grace_period: 24h, unknown_kid_refresh_min_interval: 60s
+ *         allow_insecure_loopback_jwks: false  # http:// to loopback (tests)
  *         algorithms: [RS256, ES256]   # required; RS*, PS*, ES* only
  *         clock_skew: 60s        # exp/nbf/iat tolerance; default 60s
  *         username_claim: sub    # default sub
@@ -21,12 +25,14 @@
  *     grants:                    # default deny
  *       - when: {groups: [ai-agents], subject: "ci-*", provider: corp}
  *         db_users: [agent_ro]
+ *         replication: false     # true: also replication=true|database connections
  *     allow_plaintext_loopback: false
  *
  * Unknown keys are errors. Every error is "file:line: what is wrong".
  * Loading happens at startup (fatal) and on RELOAD (a bad file keeps the
  * running policy); it does all file I/O (JWKS files too), so nothing on the
- * login path touches the disk.
+ * login path touches the disk or the network (remote key sets are fetched by
+ * the jwks worker thread).
  */
 #ifndef PV_GOVERNANCE_H
 #define PV_GOVERNANCE_H
@@ -37,6 +43,7 @@
 
 struct pv_config;
 struct oidc_keyset;
+struct jwks_source;
 struct pv_identity;
 
 #define GOV_DEFAULT_MAX_TOKEN 16384
@@ -55,12 +62,17 @@ struct gov_provider {
 	struct gov_strlist audience;
 	char *jwks_file; /* resolved path */
 	char *jwks_uri;
+	bool discovery; /* jwks_uri from <issuer>/.well-known/openid-configuration */
+	char *ca_file;  /* resolved path; NULL = system CAs */
+	bool allow_insecure_loopback_jwks;
+	int64_t refresh_interval, grace_period, kid_refresh_min; /* seconds */
 	unsigned algs;      /* bit set of enum oidc_alg (oidc.h) */
 	int64_t clock_skew; /* seconds */
 	char *username_claim;
 	char *groups_claim;
 	size_t max_token_size;
-	struct oidc_keyset *keys;
+	struct oidc_keyset *keys; /* jwks_file */
+	struct jwks_source *jwks; /* jwks_uri / discovery (jwks.h), shared across reloads */
 };
 
 struct gov_grant {
@@ -69,6 +81,7 @@ struct gov_grant {
 	char *subject;             /* fnmatch pattern; NULL = no condition */
 	char *provider;            /* NULL = no condition */
 	struct gov_strlist db_users;
+	bool replication; /* also for replication connections (default: never) */
 };
 
 struct gov_policy {
@@ -99,8 +112,11 @@ const struct gov_policy *gov_active(void);
 
 const struct gov_provider *gov_find_provider_by_issuer(const struct gov_policy *pol,
                                                        const char *issuer);
-/* Default deny: does a grant let this identity use database role db_user? */
+/*
+ * Default deny: does a grant let this identity use database role db_user?
+ * A replication connection needs a grant with replication: true.
+ */
 bool gov_grant_allows(const struct gov_policy *pol, const struct pv_identity *id,
-                      const char *db_user);
+                      const char *db_user, bool replication);
 
 #endif

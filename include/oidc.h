@@ -3,8 +3,10 @@
  * for signatures and jansson for claims, and the identity a valid token
  * attaches to a client.
  *
- * Key sets (JWKS) are loaded when the governance policy is loaded, never
- * on the login path: oidc_validate() does no I/O.
+ * Key sets (JWKS) are loaded when the governance policy is loaded or
+ * fetched by the jwks worker thread (jwks.h), never on the login path:
+ * oidc_validate() does no I/O (an unknown kid only asks the worker for a
+ * refresh).
  */
 #ifndef PV_OIDC_H
 #define PV_OIDC_H
@@ -51,6 +53,8 @@ struct pv_identity {
 void identity_free(struct pv_identity *id);
 /* Groups joined with ',' into buf (truncated to fit). */
 void identity_groups_str(const struct pv_identity *id, char *buf, size_t len);
+/* in for a log line: control bytes as \xNN, backslash doubled; truncated to fit. */
+void oidc_log_escape(const char *in, char *out, size_t outlen);
 
 enum oidc_status {
 	OIDC_OK,

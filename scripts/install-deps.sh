@@ -6,7 +6,7 @@ PKGS=(
   # build
   build-essential autoconf automake libtool pkg-config
   libevent-dev libssl-dev libc-ares-dev libcjose-dev libjansson-dev libyaml-dev
-  libpg-query-dev libprotobuf-c-dev
+  libpg-query-dev libprotobuf-c-dev libcurl4-openssl-dev
   # unit tests, sanitizers, fuzzing
   libcmocka-dev clang libclang-rt-14-dev
   # integration tests and benchmarks

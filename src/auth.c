@@ -254,7 +254,7 @@ static bool handle_oidc(struct pv_socket *c, const char *token)
 {
 	const struct gov_policy *pol = gov_active();
 	struct pv_identity *id = NULL;
-	char detail[256], groups[512];
+	char detail[512], groups[512], groups_esc[1024], subject_esc[1024];
 	enum oidc_status st = oidc_validate(pol, token, (int64_t)time(NULL), &id, detail,
 					    sizeof(detail));
 
@@ -268,17 +268,23 @@ static bool handle_oidc(struct pv_socket *c, const char *token)
 		return false;
 	}
 	identity_groups_str(id, groups, sizeof(groups));
-	/* Unknown and not-granted roles get the same reply: grants never look at auth_file. */
-	if (!gov_grant_allows(pol, id, c->startup_user)) {
-		slog_info(c, "oidc login refused: role not granted: subject=%s provider=%s groups=%s",
-			  id->subject, id->provider, groups);
+	oidc_log_escape(groups, groups_esc, sizeof(groups_esc));
+	oidc_log_escape(id->subject, subject_esc, sizeof(subject_esc));
+	/* Unknown and not-granted roles get the same reply: grants never look at auth_file.
+	 * Replication (whole-database copies) needs a grant that says replication: true. */
+	if (!gov_grant_allows(pol, id, c->startup_user, c->replication != REPL_NONE)) {
+		slog_info(c,
+			  "oidc login refused: role not granted: subject=%s provider=%s groups=%s%s",
+			  subject_esc, id->provider, groups_esc,
+			  c->replication != REPL_NONE ? " (replication)" : "");
 		identity_free(id);
 		client_fatal(c, "28000", "role not granted");
 		return false;
 	}
 	c->identity = id;
-	slog_info(c, "oidc login: subject=%s provider=%s groups=%s role=%s", id->subject,
-		  id->provider, groups, c->startup_user);
+	slog_info(c, "oidc login: subject=%s provider=%s groups=%s role=%s%s", subject_esc,
+		  id->provider, groups_esc, c->startup_user,
+		  c->replication != REPL_NONE ? " replication" : "");
 	auth_ok(c);
 	return true;
 }

@@ -9,6 +9,7 @@
  */
 #include "governance.h"
 #include "config.h"
+#include "jwks.h"
 #include "oidc.h"
 #include "util.h"
 
@@ -263,18 +264,18 @@ static bool k_prov_audience(struct gparser *ps, yaml_node_t *v, void *o)
 	return get_strlist(ps, v, "audience", &PROV(o)->audience);
 }
 
-/* Relative jwks_file paths are relative to the governance file's directory. */
-static bool k_prov_jwks_file(struct gparser *ps, yaml_node_t *v, void *o)
+/* Relative paths are relative to the governance file's directory. */
+static bool get_path(struct gparser *ps, yaml_node_t *v, const char *what, char **out)
 {
 	char *name = NULL;
-	if (!get_string(ps, v, "jwks_file", &name))
+	if (!get_string(ps, v, what, &name))
 		return false;
 	if (name[0] == '/' || !ps->base_dir) {
-		PROV(o)->jwks_file = name;
+		*out = name;
 		return true;
 	}
-	if (asprintf(&PROV(o)->jwks_file, "%s/%s", ps->base_dir, name) < 0) {
-		PROV(o)->jwks_file = NULL;
+	if (asprintf(out, "%s/%s", ps->base_dir, name) < 0) {
+		*out = NULL;
 		free(name);
 		return fail(ps, v, "out of memory");
 	}
@@ -282,12 +283,50 @@ static bool k_prov_jwks_file(struct gparser *ps, yaml_node_t *v, void *o)
 	return true;
 }
 
+static bool k_prov_jwks_file(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_path(ps, v, "jwks_file", &PROV(o)->jwks_file);
+}
+
 static bool k_prov_jwks_uri(struct gparser *ps, yaml_node_t *v, void *o)
 {
-	if (!get_string(ps, v, "jwks_uri", &PROV(o)->jwks_uri))
+	return get_string(ps, v, "jwks_uri", &PROV(o)->jwks_uri);
+}
+
+static bool k_prov_discovery(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_bool(ps, v, "discovery", &PROV(o)->discovery);
+}
+
+/* Relative to the governance file's directory, like jwks_file. */
+static bool k_prov_ca_file(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_path(ps, v, "ca_file", &PROV(o)->ca_file);
+}
+
+static bool k_prov_refresh(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	if (!get_number(ps, v, "refresh_interval", 7 * 86400, true, &PROV(o)->refresh_interval))
 		return false;
-	/* Fetching keys over HTTPS needs the background fetcher (not built yet). */
-	return fail(ps, v, "jwks_uri is not supported yet; download the key set and use jwks_file");
+	return PROV(o)->refresh_interval >= 1 ? true
+	                                      : fail(ps, v, "refresh_interval must be at least 1s");
+}
+
+static bool k_prov_grace(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_number(ps, v, "grace_period", 30 * 86400, true, &PROV(o)->grace_period);
+}
+
+static bool k_prov_kid_min(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_number(ps, v, "unknown_kid_refresh_min_interval", 86400, true,
+	                  &PROV(o)->kid_refresh_min);
+}
+
+static bool k_prov_insecure(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_bool(ps, v, "allow_insecure_loopback_jwks",
+	                &PROV(o)->allow_insecure_loopback_jwks);
 }
 
 static bool k_prov_algorithms(struct gparser *ps, yaml_node_t *v, void *o)
@@ -341,6 +380,12 @@ static const struct gov_key provider_keys[] = {
     {"audience", k_prov_audience},
     {"jwks_file", k_prov_jwks_file},
     {"jwks_uri", k_prov_jwks_uri},
+    {"discovery", k_prov_discovery},
+    {"ca_file", k_prov_ca_file},
+    {"refresh_interval", k_prov_refresh},
+    {"grace_period", k_prov_grace},
+    {"unknown_kid_refresh_min_interval", k_prov_kid_min},
+    {"allow_insecure_loopback_jwks", k_prov_insecure},
     {"algorithms", k_prov_algorithms},
     {"clock_skew", k_prov_clock_skew},
     {"username_claim", k_prov_username_claim},
@@ -356,11 +401,53 @@ static bool set_default(struct gparser *ps, yaml_node_t *n, char **field, const 
 	return *field ? true : fail(ps, n, "out of memory");
 }
 
+/* Exactly one key source: a file (read now) or a remote set (fetched by the worker). */
+static bool provider_keys_source(struct gparser *ps, yaml_node_t *n, struct gov_provider *p)
+{
+	char why[384];
+	const char *bad;
+	struct jwks_params jp;
+
+	if (!!p->jwks_file + !!p->jwks_uri + p->discovery != 1)
+		return fail(ps, n,
+		            "provider \"%s\" needs exactly one of jwks_file, jwks_uri, "
+		            "discovery: true",
+		            p->name);
+	if (p->jwks_file) {
+		if (p->ca_file)
+			return fail(ps, n, "provider \"%s\": ca_file needs jwks_uri or discovery",
+			            p->name);
+		p->keys = oidc_keyset_load_file(p->jwks_file, why, sizeof(why));
+		return p->keys ? true : fail(ps, n, "provider \"%s\": %s", p->name, why);
+	}
+	/* For discovery the issuer is the URL we fetch from: the same rule applies. */
+	bad = jwks_url_refused(p->jwks_uri ? p->jwks_uri : p->issuer,
+	                       p->allow_insecure_loopback_jwks);
+	if (bad)
+		return fail(ps, n, "provider \"%s\": %s %s", p->name,
+		            p->jwks_uri ? "jwks_uri" : "issuer (for discovery)", bad);
+	/* Keys older than one refresh would expire between two good fetches. */
+	if (p->grace_period < p->refresh_interval)
+		return fail(ps, n,
+		            "provider \"%s\": grace_period must be at least refresh_interval",
+		            p->name);
+	jp = (struct jwks_params){
+	    .jwks_uri = p->jwks_uri,
+	    .issuer = p->issuer,
+	    .discovery = p->discovery,
+	    .ca_file = p->ca_file,
+	    .allow_insecure_loopback = p->allow_insecure_loopback_jwks,
+	    .refresh_interval = p->refresh_interval,
+	    .grace_period = p->grace_period,
+	    .kid_refresh_min = p->kid_refresh_min,
+	};
+	p->jwks = jwks_source_get(&jp);
+	return p->jwks ? true : fail(ps, n, "out of memory");
+}
+
 /* Required keys, defaults, and the key set (read now, never at login). */
 static bool provider_finish(struct gparser *ps, yaml_node_t *n, struct gov_provider *p)
 {
-	char why[384];
-
 	if (!p->name)
 		return fail(ps, n, "provider needs a name");
 	if (!p->issuer)
@@ -371,15 +458,10 @@ static bool provider_finish(struct gparser *ps, yaml_node_t *n, struct gov_provi
 		return fail(ps, n,
 		            "provider \"%s\" needs algorithms (the signing algorithms pinned)",
 		            p->name);
-	if (!p->jwks_file)
-		return fail(ps, n, "provider \"%s\" needs jwks_file", p->name);
 	if (!set_default(ps, n, &p->username_claim, "sub") ||
 	    !set_default(ps, n, &p->groups_claim, "groups"))
 		return false;
-	p->keys = oidc_keyset_load_file(p->jwks_file, why, sizeof(why));
-	if (!p->keys)
-		return fail(ps, n, "provider \"%s\": %s", p->name, why);
-	return true;
+	return provider_keys_source(ps, n, p);
 }
 
 static bool parse_provider(struct gparser *ps, yaml_node_t *n, void *obj)
@@ -388,6 +470,9 @@ static bool parse_provider(struct gparser *ps, yaml_node_t *n, void *obj)
 	p->line = (int)n->start_mark.line + 1;
 	p->clock_skew = GOV_DEFAULT_SKEW;
 	p->max_token_size = GOV_DEFAULT_MAX_TOKEN;
+	p->refresh_interval = JWKS_DEFAULT_REFRESH;
+	p->grace_period = JWKS_DEFAULT_GRACE;
+	p->kid_refresh_min = JWKS_DEFAULT_KID_MIN;
 	if (!parse_mapping(ps, n, "a provider", provider_keys,
 	                   sizeof(provider_keys) / sizeof(provider_keys[0]), p))
 		return false;
@@ -442,9 +527,16 @@ static bool k_grant_db_users(struct gparser *ps, yaml_node_t *v, void *o)
 	return get_strlist(ps, v, "db_users", &GRANT(o)->db_users);
 }
 
+/* Replication copies whole databases: only a grant that says so allows it. */
+static bool k_grant_replication(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_bool(ps, v, "replication", &GRANT(o)->replication);
+}
+
 static const struct gov_key grant_keys[] = {
     {"when", k_grant_when},
     {"db_users", k_grant_db_users},
+    {"replication", k_grant_replication},
 };
 
 static bool parse_grant(struct gparser *ps, yaml_node_t *n, void *obj)
@@ -681,7 +773,9 @@ static void provider_free(struct gov_provider *p)
 	free(p->jwks_uri);
 	free(p->username_claim);
 	free(p->groups_claim);
+	free(p->ca_file);
 	oidc_keyset_free(p->keys);
+	jwks_source_put(p->jwks);
 }
 
 static void grant_free(struct gov_grant *g)
@@ -766,10 +860,12 @@ static bool grant_matches(const struct gov_grant *g, const struct pv_identity *i
 }
 
 bool gov_grant_allows(const struct gov_policy *pol, const struct pv_identity *id,
-                      const char *db_user)
+                      const char *db_user, bool replication)
 {
 	for (size_t i = 0; pol && id && i < pol->n_grants; i++) {
 		const struct gov_grant *g = &pol->grants[i];
+		if (replication && !g->replication)
+			continue;
 		if (strlist_has(&g->db_users, db_user) && grant_matches(g, id))
 			return true;
 	}

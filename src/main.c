@@ -9,6 +9,7 @@
 #include "governance.h"
 #include "hba.h"
 #include "janitor.h"
+#include "jwks.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -451,6 +452,9 @@ int main(int argc, char **argv)
 	admin_set_ops(&main_admin_ops);
 	if (!setup_signals() || !janitor_start())
 		die("event setup failed");
+	/* After daemonize (threads do not survive fork); waits for the first JWKS fetches. */
+	if (!jwks_start(G.base))
+		die("cannot start the JWKS fetcher");
 	if (!stats_start())
 		die("stats timer setup failed");
 	if (!listeners_open(err, sizeof(err)))
@@ -468,6 +472,7 @@ int main(int argc, char **argv)
 	metrics_stop();
 	stats_stop();
 	janitor_stop();
+	jwks_stop();
 	log_info("shutting down");
 	return 0;
 }

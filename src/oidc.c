@@ -11,6 +11,7 @@
  */
 #include "oidc.h"
 #include "governance.h"
+#include "jwks.h"
 
 #include <cjose/cjose.h>
 #include <jansson.h>
@@ -229,6 +230,31 @@ void identity_groups_str(const struct pv_identity *id, char *buf, size_t len)
 	}
 }
 
+/* Claims are attacker-chosen text: control bytes must not forge or break log lines. */
+void oidc_log_escape(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (!outlen)
+		return;
+	for (const unsigned char *p = (const unsigned char *)in; p && *p; p++) {
+		char enc[5] = {(char)*p, '\0'};
+		size_t n = 1;
+		if (*p == '\\') {
+			memcpy(enc, "\\\\", 3);
+			n = 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			snprintf(enc, sizeof(enc), "\\x%02x", *p);
+			n = 4;
+		}
+		if (o + n >= outlen)
+			break; /* truncated, never cut inside an escape */
+		memcpy(out + o, enc, n);
+		o += n;
+	}
+	out[o] = '\0';
+}
+
 const char *oidc_status_reason(enum oidc_status st)
 {
 	switch (st) {
@@ -322,8 +348,9 @@ static enum oidc_status check_header(struct jwt_parts *jp, const struct gov_prov
 	json_t *kid = json_object_get(jp->header, "kid");
 
 	if (!alg || !oidc_alg_parse(alg, &jp->alg) || !(prov->algs & (1u << jp->alg))) {
-		snprintf(detail, dlen, "alg \"%s\" not pinned for provider %s", alg ? alg : "?",
-		         prov->name);
+		char esc[64];
+		oidc_log_escape(alg ? alg : "?", esc, sizeof(esc));
+		snprintf(detail, dlen, "alg \"%s\" not pinned for provider %s", esc, prov->name);
 		return OIDC_ALG;
 	}
 	/* We understand no JWS extension, so any critical one must be refused (RFC 7515 4.1.11). */
@@ -335,21 +362,44 @@ static enum oidc_status check_header(struct jwt_parts *jp, const struct gov_prov
 	return OIDC_OK;
 }
 
+/* The provider's keys: its file, or the worker's last good set within grace_period. */
+static const struct oidc_keyset *provider_keys(const struct gov_provider *prov, int64_t now,
+                                               const char **why)
+{
+	*why = NULL;
+	return prov->jwks ? jwks_source_keys(prov->jwks, now, why) : prov->keys;
+}
+
+static enum oidc_status unknown_key(struct jwt_parts *jp, const struct gov_provider *prov,
+                                    int64_t now, const char *why, char *detail, size_t dlen)
+{
+	char kid[96];
+
+	/* A rotated key shows up as an unknown kid: refetch (rate limited); this login
+	 * still fails, the client may retry once the new set has landed. */
+	if (prov->jwks && !why)
+		jwks_source_want_refresh(prov->jwks, now);
+	oidc_log_escape(jp->kid ? jp->kid : "(none)", kid, sizeof(kid));
+	snprintf(detail, dlen, "no %s key with kid \"%s\" for provider %s%s%s",
+	         jp->alg >= OIDC_ES256 ? "EC" : "RSA", kid, prov->name, why ? ": " : "",
+	         why ? why : "");
+	return OIDC_UNKNOWN_KEY;
+}
+
 static enum oidc_status verify_signature(struct jwt_parts *jp, const char *token,
-                                         const struct gov_provider *prov, char *detail, size_t dlen)
+                                         const struct gov_provider *prov, int64_t now, char *detail,
+                                         size_t dlen)
 {
 	cjose_err cerr;
-	const cjose_jwk_t *key = find_key(prov->keys, jp->kid, alg_kty(jp->alg));
+	const char *why;
+	const cjose_jwk_t *key =
+	    find_key(provider_keys(prov, now, &why), jp->kid, alg_kty(jp->alg));
 	cjose_jws_t *jws;
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 
-	if (!key) {
-		snprintf(detail, dlen, "no %s key with kid \"%s\" for provider %s",
-		         jp->alg >= OIDC_ES256 ? "EC" : "RSA", jp->kid ? jp->kid : "(none)",
-		         prov->name);
-		return OIDC_UNKNOWN_KEY;
-	}
+	if (!key)
+		return unknown_key(jp, prov, now, why, detail, dlen);
 	jws = cjose_jws_import(token, strlen(token), &cerr);
 	if (!jws) {
 		snprintf(detail, dlen, "JWS import: %s", cerr.message);
@@ -525,14 +575,16 @@ static enum oidc_status validate_parts(const struct gov_policy *pol, const char 
 	iss = json_string_value(json_object_get(jp->unverified, "iss"));
 	prov = iss ? gov_find_provider_by_issuer(pol, iss) : NULL;
 	if (!prov) {
-		snprintf(detail, dlen, "no provider for iss \"%.200s\"", iss ? iss : "(none)");
+		char esc[224];
+		oidc_log_escape(iss ? iss : "(none)", esc, sizeof(esc));
+		snprintf(detail, dlen, "no provider for iss \"%s\"", esc);
 		return OIDC_ISSUER;
 	}
 	if (len > prov->max_token_size)
 		return bad(detail, dlen, OIDC_TOO_LARGE, "longer than max_token_size");
 	st = check_header(jp, prov, detail, dlen);
 	if (st == OIDC_OK)
-		st = verify_signature(jp, token, prov, detail, dlen);
+		st = verify_signature(jp, token, prov, now, detail, dlen);
 	if (st == OIDC_OK)
 		st = check_claims(jp, prov, now, out, detail, dlen);
 	return st;

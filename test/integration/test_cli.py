@@ -105,3 +105,26 @@ def test_quiet_and_verbose_logging(pv_session):
             assert err == "", err
         else:
             assert expect_stderr in err, err
+
+
+def test_example_governance_file_loads(pv_session):
+    """etc/governance.yaml (with its JWKS file) is valid as shipped (etc/pgvigil.ini is
+    exercised by scripts/quickstart.sh)."""
+    import shutil
+    etc = os.path.join(os.path.dirname(__file__), "..", "..", "etc")
+    d = pv_session.new_dir("cli")
+    for name in ("governance.yaml", "corp-jwks.json"):
+        shutil.copy(os.path.join(etc, name), os.path.join(d, name))
+        pv_session.runas.chown(os.path.join(d, name))
+    port = pvtest.free_port()
+    ini = pv_session.runas.write(os.path.join(d, "pv.ini"), minimal_ini(d, port).replace(
+        "auth_type = any", f"auth_type = oidc\ngovernance_file = {d}/governance.yaml"))
+    proc = subprocess.Popen([pv_session.bin, ini], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **pv_session.runas.popen_kwargs())
+    try:
+        # the discovery provider cannot be reached here; startup waits at most 10 s for it
+        pvtest.wait_until(lambda: pvtest.port_accepts("127.0.0.1", port), 20, what="listener")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert "process up" in err, err

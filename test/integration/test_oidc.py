@@ -3,19 +3,25 @@
 The harness plays the identity provider: it generates an RSA and an EC key
 (python3-cryptography), writes their public halves as a JWKS file that the
 governance_file's provider reads (jwks_file), and signs tokens with PyJWT.
+For the fetched key sets it also runs a small IdP (http.server on 127.0.0.1
+in a thread) serving discovery + JWKS over plain HTTP, which pgvigil accepts
+only with allow_insecure_loopback_jwks: true.
 Grants map identities to the database roles of the test cluster; the pooler
 logs in to the server with the role's password from auth_file.
 """
 import base64
+import http.server
 import json
 import os
+import subprocess
+import threading
 import time
 
 import psycopg
 import pytest
 
 import pvtest
-from pvtest import TESTDB, PASSWORDS
+from pvtest import TESTDB, PASSWORDS, wait_until
 
 jwt = pytest.importorskip("jwt")
 from cryptography.hazmat.primitives import serialization  # noqa: E402
@@ -89,6 +95,7 @@ def b64(d):
 HBA = """
 host   pgbouncer  adm   127.0.0.1/32  md5
 host   all        all   127.0.0.1/32  oidc
+host   replication all  127.0.0.1/32  oidc
 local  all        all   oidc
 """
 
@@ -247,3 +254,236 @@ def test_token_expiry_mid_session(op):
             assert c.execute("SELECT 2").fetchone()[0] == 2
         with pytest.raises(psycopg.OperationalError, match="token expired"):
             c.execute("SELECT 3")
+
+
+# --- fetched key sets: a local test IdP ------------------------------------------------
+
+def jwk_of(key, kid, alg):
+    jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(key.public_key()))
+    jwk.update({"kid": kid, "use": "sig", "alg": alg})
+    return jwk
+
+
+class LocalIdP:
+    """Discovery + JWKS on 127.0.0.1 over HTTP; the keys served can be swapped live."""
+
+    def __init__(self):
+        self.keys = [jwk_of(RSA_KEY, "rsa1", "RS256")]
+        self.raw_jwks = None  # bytes served instead of the keys (oversized tests)
+        self.hits = {"discovery": 0, "jwks": 0}
+        idp = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path == "/.well-known/openid-configuration":
+                    idp.hits["discovery"] += 1
+                    body = json.dumps({"issuer": idp.issuer, "jwks_uri": idp.url + "keys"}).encode()
+                elif self.path == "/keys":
+                    idp.hits["jwks"] += 1
+                    body = idp.raw_jwks or json.dumps({"keys": idp.keys}).encode()
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                # no Content-Length for raw bodies: the size cap must hold while streaming
+                if idp.raw_jwks is None:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # pgvigil hung up on an oversized body
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.issuer = self.url
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+@pytest.fixture
+def idp():
+    i = LocalIdP()
+    yield i
+    i.stop()
+
+
+def remote_policy(idp, source="discovery: true", extra_provider="", extra_grants=""):
+    return f"""identity:
+  providers:
+    - name: remote
+      issuer: {idp.issuer}
+      audience: [{AUDIENCE}]
+      {source}
+      allow_insecure_loopback_jwks: true
+      algorithms: [RS256, ES256]
+      {extra_provider}
+  grants:
+    - when: {{groups: [ai-agents]}}
+      db_users: [plainuser]
+{extra_grants}
+  allow_plaintext_loopback: true
+"""
+
+
+def make_remote(pooler, idp, policy_text, userlist_extra=None, start=True):
+    userlist = dict(PASSWORDS)
+    userlist["adm"] = ADMIN_PW
+    userlist.update(userlist_extra or {})
+    p = pooler(userlist=userlist, start=False, auth_type="hba", auth_hba_file="hba.conf",
+               admin_users="adm", governance_file="governance.yaml", pool_mode="transaction",
+               default_pool_size=1)
+    p.runas.write(os.path.join(p.dir, "hba.conf"), HBA)
+    p.runas.write(os.path.join(p.dir, "governance.yaml"), policy_text)
+    if start:
+        p.start()
+    return p
+
+
+def remote_token(idp, kid="rsa1", key=None, sub="agent-1", groups=("ai-agents",)):
+    return token(iss=idp.issuer, kid=kid, key=key, sub=sub, groups=groups)
+
+
+def logs_in(p, tok, user="plainuser"):
+    try:
+        with p.connect(user, password=tok) as c:
+            return c.execute("SELECT 1").fetchone()[0] == 1
+    except psycopg.OperationalError:
+        return False
+
+
+def test_discovery_login(pooler, idp):
+    p = make_remote(pooler, idp, remote_policy(idp))
+    # startup waited for the first fetch: the very first login works
+    assert logs_in(p, remote_token(idp))
+    assert idp.hits["discovery"] >= 1 and idp.hits["jwks"] >= 1
+    assert f"jwks {idp.issuer}: 1 keys fetched" in p.log_text()
+    assert refusal(p, "plainuser", remote_token(idp, kid="nope")) == "unknown signing key"
+
+
+def test_jwks_uri_and_rotation(pooler, idp):
+    p = make_remote(pooler, idp, remote_policy(
+        idp, source=f"jwks_uri: {idp.url}keys",
+        extra_provider="unknown_kid_refresh_min_interval: 1s"))
+    assert logs_in(p, remote_token(idp))
+    assert idp.hits["discovery"] == 0
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = [jwk_of(new_key, "rsa2", "RS256")]
+    tok = remote_token(idp, kid="rsa2", key=new_key)
+    # refused once (that login triggers the refresh), accepted afterwards without restart
+    assert refusal(p, "plainuser", tok) == "unknown signing key"
+    wait_until(lambda: logs_in(p, tok), 10, interval=0.2, what="the rotated key")
+    # the old key is gone with the new set
+    assert refusal(p, "plainuser", remote_token(idp)) == "unknown signing key"
+    # unknown kids cannot drive fetches: a burst asks for at most one more
+    time.sleep(1.2)
+    before = idp.hits["jwks"]
+    for i in range(8):
+        refusal(p, "plainuser", remote_token(idp, kid=f"bogus{i}"))
+    time.sleep(0.5)
+    assert idp.hits["jwks"] - before <= 1, idp.hits
+
+
+def test_grace_period(pooler, idp):
+    p = make_remote(pooler, idp, remote_policy(
+        idp, extra_provider="refresh_interval: 1s\n      grace_period: 3s"))
+    tok = remote_token(idp)
+    assert logs_in(p, tok)
+    idp.stop()
+    stopped = time.monotonic()
+    assert logs_in(p, tok)  # cached keys within grace_period
+    wait_until(lambda: not logs_in(p, tok), 15, interval=0.25, what="keys to expire")
+    assert time.monotonic() - stopped >= 1.5
+    log = p.log_text()
+    assert "fetch failed, keeping the last good keys" in log
+    assert "older than grace_period" in log
+    assert refusal(p, "plainuser", tok) == "unknown signing key"
+
+
+def test_oversized_jwks_refused(pooler, idp):
+    pad = "x" * (1024 * 1024 + 10)
+    idp.raw_jwks = json.dumps({"keys": [jwk_of(RSA_KEY, "rsa1", "RS256")], "pad": pad}).encode()
+    p = make_remote(pooler, idp, remote_policy(idp, source=f"jwks_uri: {idp.url}keys"))
+    assert "response larger than 1048576 bytes" in p.log_text()
+    assert refusal(p, "plainuser", remote_token(idp)) == "unknown signing key"
+
+
+def test_insecure_jwks_uri_refused(pooler, idp):
+    p = make_remote(pooler, idp, remote_policy(idp, source="jwks_uri: http://idp.example/keys"),
+                    start=False)
+    # even with allow_insecure_loopback_jwks, plain http is for loopback only
+    with pytest.raises(RuntimeError, match=r'provider "remote": jwks_uri uses http:// to a host '
+                                           r'that is not 127.0.0.1'):
+        p.start()
+    text = remote_policy(idp, source=f"jwks_uri: {idp.url}keys").replace(
+        "allow_insecure_loopback_jwks: true", "allow_insecure_loopback_jwks: false")
+    p = make_remote(pooler, idp, text, start=False)
+    with pytest.raises(RuntimeError, match=r'jwks_uri must be https://'):
+        p.start()
+
+
+def test_claims_escaped_in_log(op):
+    evil = "agent\nFAKE oidc login: subject=root\x1b[31m"
+    assert logs_in(op, token(sub=evil))
+    log = op.log_text()
+    assert "subject=agent\\x0aFAKE oidc login: subject=root\\x1b[31m provider=testidp" in log
+    assert not any(line.startswith("FAKE") for line in log.splitlines())
+
+
+# --- replication needs an explicit grant ------------------------------------------------
+
+REPL_USER, REPL_PW = "repluser", "repl-secret"
+
+
+@pytest.fixture(scope="module")
+def repl_cluster(pg_cluster):
+    """A REPLICATION role and a pg_hba `replication` line (as in test_replication.py)."""
+    with pg_cluster.connect() as c:
+        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [REPL_USER]).fetchone():
+            c.execute(f"CREATE ROLE {REPL_USER} LOGIN REPLICATION PASSWORD '{REPL_PW}'")
+        hba = os.path.join(pg_cluster.data, "pg_hba.conf")
+        line = f"host replication {REPL_USER} 127.0.0.1/32 scram-sha-256\n"
+        with open(hba) as f:
+            text = f.read()
+        if line not in text:
+            with open(hba, "a") as f:
+                f.write(line)
+        c.execute("SELECT pg_reload_conf()")
+    time.sleep(0.3)
+    return pg_cluster
+
+
+def test_replication_needs_explicit_grant(pooler, repl_cluster, idp):
+    grants = f"""    - when: {{subject: "repl-*"}}
+      db_users: [{REPL_USER}]
+      replication: true
+    - when: {{subject: "sql-*"}}
+      db_users: [{REPL_USER}]"""
+    p = make_remote(pooler, idp, remote_policy(idp, extra_grants=grants),
+                    userlist_extra={REPL_USER: REPL_PW})
+
+    def psql(tok, extra):
+        env = dict(os.environ, PGPASSWORD=tok, PGCONNECT_TIMEOUT="10")
+        return subprocess.run(["psql", "-X", "-A", "-t", "-d",
+                               f"host={p.host} port={p.port} user={REPL_USER} dbname={TESTDB} "
+                               + extra, "-c", "IDENTIFY_SYSTEM" if extra else "SELECT 7"],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    ok = psql(remote_token(idp, sub="repl-1", groups=None), "replication=database")
+    assert ok.returncode == 0 and len(ok.stdout.strip().split("|")) == 4, ok.stderr
+    no = psql(remote_token(idp, sub="sql-1", groups=None), "replication=database")
+    assert no.returncode != 0 and "role not granted" in no.stderr, no.stderr
+    # the grant without replication still allows ordinary logins as that role
+    sql = psql(remote_token(idp, sub="sql-1", groups=None), "")
+    assert sql.returncode == 0 and sql.stdout.strip() == "7", sql.stderr
+    assert "role not granted: subject=sql-1 provider=remote groups= (replication)" in p.log_text()

@@ -134,8 +134,24 @@ static const struct {
      "ES256/384/512)"},
     {"identity:\n  providers:\n    - name: corp\n      audience: [a]\n",
      "gov.yaml:3: provider \"corp\" needs an issuer"},
-    {"identity:\n  providers:\n    - name: corp\n      jwks_uri: https://x/keys\n",
-     "gov.yaml:4: jwks_uri is not supported yet; download the key set and use jwks_file"},
+    {"identity:\n  providers:\n    - name: corp\n      issuer: x\n      audience: [a]\n"
+     "      jwks_uri: http://idp.example/keys\n      algorithms: [RS256]\n",
+     "gov.yaml:3: provider \"corp\": jwks_uri must be https:// (http:// only to loopback "
+     "with allow_insecure_loopback_jwks)"},
+    {"identity:\n  providers:\n    - name: corp\n      issuer: x\n      audience: [a]\n"
+     "      jwks_uri: http://127.0.0.1@idp.example/keys\n      algorithms: [RS256]\n"
+     "      allow_insecure_loopback_jwks: true\n",
+     "gov.yaml:3: provider \"corp\": jwks_uri must not contain user information"},
+    {"identity:\n  providers:\n    - name: corp\n      issuer: x\n      audience: [a]\n"
+     "      jwks_file: jwks.json\n      discovery: true\n      algorithms: [RS256]\n",
+     "gov.yaml:3: provider \"corp\" needs exactly one of jwks_file, jwks_uri, discovery: true"},
+    {"identity:\n  providers:\n    - name: corp\n      issuer: https://idp.example\n"
+     "      audience: [a]\n      discovery: true\n      algorithms: [RS256]\n"
+     "      refresh_interval: 2h\n      grace_period: 1h\n",
+     "gov.yaml:3: provider \"corp\": grace_period must be at least refresh_interval"},
+    {"identity:\n  grants:\n    - when: {subject: x}\n      db_users: [a]\n"
+     "      replication: sometimes\n",
+     "gov.yaml:5: replication must be true or false"},
     {"identity:\n  grants:\n    - when: {}\n      db_users: [a]\n",
      "gov.yaml:3: when needs at least one of groups, subject, provider"},
     {"identity:\n  grants:\n    - db_users: [a]\n", "gov.yaml:3: grant needs when"},
@@ -184,14 +200,14 @@ static void test_grants(void **state)
 	struct pv_identity ci = ident("corp", "ci-build", NULL, 0);
 	(void)state;
 	assert_non_null(pol);
-	assert_true(gov_grant_allows(pol, &a, "agent_ro"));
-	assert_false(gov_grant_allows(pol, &a, "ci_rw"));
-	assert_false(gov_grant_allows(pol, &s, "agent_ro")); /* default deny */
-	assert_true(gov_grant_allows(pol, &ci, "ci_rw"));
-	assert_true(gov_grant_allows(pol, &ci, "agent_ro"));
-	assert_false(gov_grant_allows(pol, &ci, "postgres"));
+	assert_true(gov_grant_allows(pol, &a, "agent_ro", false));
+	assert_false(gov_grant_allows(pol, &a, "ci_rw", false));
+	assert_false(gov_grant_allows(pol, &s, "agent_ro", false)); /* default deny */
+	assert_true(gov_grant_allows(pol, &ci, "ci_rw", false));
+	assert_true(gov_grant_allows(pol, &ci, "agent_ro", false));
+	assert_false(gov_grant_allows(pol, &ci, "postgres", false));
 	ci.provider = "other";
-	assert_false(gov_grant_allows(pol, &ci, "ci_rw"));
+	assert_false(gov_grant_allows(pol, &ci, "ci_rw", false));
 	gov_free(pol);
 }
 
