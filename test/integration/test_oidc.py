@@ -487,3 +487,47 @@ def test_replication_needs_explicit_grant(pooler, repl_cluster, idp):
     sql = psql(remote_token(idp, sub="sql-1", groups=None), "")
     assert sql.returncode == 0 and sql.stdout.strip() == "7", sql.stderr
     assert "role not granted: subject=sql-1 provider=remote groups= (replication)" in p.log_text()
+
+
+# --- JWKS over real HTTPS ---------------------------------------------------------------
+
+
+class HttpsIdP(LocalIdP):
+    """The same IdP over TLS with a certificate for 127.0.0.1 from the test CA."""
+
+    def __init__(self, certs):
+        import ssl
+        super().__init__()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certs.server_crt, certs.server_key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/"
+        self.issuer = self.url
+
+
+@pytest.fixture
+def https_idp(pv_session):
+    from test_tls import Certs
+    certs = Certs(pv_session.new_dir("idp-tls"), pv_session.runas)
+    i = HttpsIdP(certs)
+    i.certs = certs
+    yield i
+    i.stop()
+
+
+def https_policy(idp, ca_file):
+    return remote_policy(idp, extra_provider=f"ca_file: {ca_file}").replace(
+        "      allow_insecure_loopback_jwks: true\n", "")
+
+
+def test_https_discovery_with_ca_file(pooler, https_idp):
+    p = make_remote(pooler, https_idp, https_policy(https_idp, https_idp.certs.ca_crt))
+    assert logs_in(p, remote_token(https_idp))
+    assert https_idp.hits["jwks"] >= 1
+
+
+def test_https_idp_with_untrusted_certificate_gives_no_keys(pooler, https_idp):
+    # the IdP's certificate is not from ca2: the fetch fails, so no key is ever trusted
+    p = make_remote(pooler, https_idp, https_policy(https_idp, https_idp.certs.ca2_crt))
+    assert refusal(p, "plainuser", remote_token(https_idp)) == "unknown signing key"
+    assert https_idp.hits["jwks"] == 0
