@@ -27,6 +27,15 @@
  *         db_users: [agent_ro]
  *         replication: false     # true: also replication=true|database connections
  *     allow_plaintext_loopback: false
+ *   rules:                       # ordered, first match decides (doc/governance.md)
+ *     - name: no-ddl             # unique
+ *       when: {statements: [ddl], tables: [audit.*], functions: [dblink*],
+ *              without_where: true, databases: [..], db_users: [..],
+ *              subjects: ["ci-*"], groups: [ai-agents], application_names: ["*"]}
+ *       action: deny             # allow | deny | approve (not yet: enforced as deny)
+ *       message: text for the client
+ *   default: allow               # when no rule matches
+ *   unparsable: deny             # text the parser rejects (default deny)
  *
  * Unknown keys are errors. Every error is "file:line: what is wrong".
  * Loading happens at startup (fatal) and on RELOAD (a bad file keeps the
@@ -84,8 +93,39 @@ struct gov_grant {
 	bool replication; /* also for replication connections (default: never) */
 };
 
+enum gov_action {
+	GOV_ALLOW,
+	GOV_DENY,
+	GOV_APPROVE, /* accepted by the loader; enforced as deny until approvals exist */
+};
+
+/* One entry of rules: (rules.h matches them). All conditions given must hold. */
+struct gov_rule {
+	int line;
+	char *name;
+	uint32_t classes;	    /* any of (enum stmt_class, inspect.h); 0 = no condition */
+	struct gov_strlist tables;    /* patterns with '*': "schema.table" or bare "table" */
+	struct gov_strlist functions; /* lower case patterns, qualified or bare */
+	bool without_where;	    /* true: only an UPDATE/DELETE without WHERE matches */
+	struct gov_strlist databases, db_users; /* exact names */
+	struct gov_strlist subjects;		  /* fnmatch patterns on the identity subject */
+	struct gov_strlist groups;		  /* any of the identity's groups */
+	struct gov_strlist app_names;		  /* fnmatch patterns on application_name */
+	enum gov_action action;
+	char *message; /* NULL: none */
+};
+
 struct gov_policy {
 	char *path;
+	/* rules (rules.h): first match decides; else default_action */
+	struct gov_rule *rules;
+	size_t n_rules;
+	bool rules_enabled; /* a rules/default/unparsable section exists: the hook runs */
+	enum gov_action default_action;
+	enum gov_action unparsable; /* text the parser rejects; default deny */
+	/* Hit counters for SHOW POLICY: [0..n_rules) rules, then default, then unparsable.
+	 * A separate array so a const policy can still count (event loop thread only). */
+	uint64_t *hits;
 	struct gov_provider *providers;
 	size_t n_providers;
 	struct gov_grant *grants;

@@ -203,6 +203,8 @@ struct pv_socket {
 	bool auth_oidc;		      /* the password asked for is an OIDC token (oidc.c) */
 	struct pv_identity *identity; /* after a token login: who the token names */
 	uint64_t stmt_count;	      /* requests started (SHOW SESSIONS) */
+	uint64_t denials;	      /* statements denied by a rule (rules.c) */
+	struct rules_client *rules_client; /* rules.c: SQL PREPARE name -> classification */
 	/* auth_query.c: while the query runs, the client waits in the auth pool */
 	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
 	bool aq_done;		      /* queried for this login: use the cached credentials */

@@ -13,6 +13,7 @@
 #include "peer.h"
 #include "prepared.h"
 #include "replication.h"
+#include "rules.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -435,7 +436,7 @@ static void session_row_cb(struct pv_socket *s, void *arg)
 	res_text(r, app ? app : "");
 	res_time(r, id ? (usec_t)id->exp * USEC_PER_SEC : 0);
 	res_uint(r, (unsigned long long)s->stmt_count);
-	res_int(r, 0); /* denials: statement inspection is not built yet */
+	res_uint(r, (unsigned long long)s->denials);
 	res_int(r, 0); /* held: approvals are not built yet */
 	res_row_end(r);
 }
@@ -443,6 +444,24 @@ static void session_row_cb(struct pv_socket *s, void *arg)
 static void show_sessions(struct admin_res *r)
 {
 	admin_for_each_client(session_row_cb, r);
+}
+
+static void policy_row(void *arg, const char *rule, const char *action, uint64_t hits,
+                       const char *message)
+{
+	struct admin_res *r = arg;
+	res_row_begin(r);
+	res_text(r, rule);
+	res_text(r, action);
+	res_uint(r, (unsigned long long)hits);
+	res_text(r, message);
+	res_row_end(r);
+}
+
+/* Rules of the running policy in file order, then default and unparsable. */
+static void show_policy(struct admin_res *r)
+{
+	rules_show(gov_active(), policy_row, r);
 }
 
 struct sockets_arg {
@@ -1147,6 +1166,8 @@ static const struct admin_col cols_sessions[] = {
     {"db_user", S},    {"database", S}, {"application_name", S}, {"token_expiry", S},
     {"statements", Q}, {"denials", Q},  {"held", Q},
 };
+static const struct admin_col cols_policy[] = {
+    {"rule", S}, {"action", S}, {"hits", Q}, {"message", S}};
 static const struct admin_col cols_state[] = {{"key", S}, {"value", S}};
 static const struct admin_col cols_version[] = {{"version", S}};
 
@@ -1179,6 +1200,7 @@ static const struct admin_show shows[] = {
     SHOW("STATS_AVERAGES", false, cols_stats_averages, show_stats_averages),
     SHOW("TOTALS", false, cols_totals, show_totals),
     SHOW("SESSIONS", false, cols_sessions, show_sessions),
+    SHOW("POLICY", false, cols_policy, show_policy),
 };
 
 const struct admin_show *admin_show_find(const char *name)

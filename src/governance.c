@@ -9,10 +9,13 @@
  */
 #include "governance.h"
 #include "config.h"
+#include "inspect.h"
 #include "jwks.h"
 #include "oidc.h"
+#include "rules.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
@@ -607,6 +610,167 @@ static bool parse_identity(struct gparser *ps, yaml_node_t *n)
 	return true;
 }
 
+/* --- rules ------------------------------------------------------------------------- */
+
+#define RULE(p) ((struct gov_rule *)(p))
+
+static bool get_action(struct gparser *ps, yaml_node_t *n, const char *what,
+                       enum gov_action *out, bool approve_ok)
+{
+	const char *s = scalar(n);
+	if (s && strcmp(s, "allow") == 0)
+		return *out = GOV_ALLOW, true;
+	if (s && strcmp(s, "deny") == 0)
+		return *out = GOV_DENY, true;
+	if (approve_ok && s && strcmp(s, "approve") == 0)
+		return *out = GOV_APPROVE, true;
+	return fail(ps, n, "%s must be %s", what, approve_ok ? "allow, deny or approve"
+	                                                      : "allow or deny");
+}
+
+static bool k_rw_statements(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_strlist l = {0};
+	bool ok = get_strlist(ps, v, "statements", &l);
+
+	for (size_t i = 0; ok && i < l.n; i++) {
+		uint32_t bits = inspect_class_from_name(l.v[i]);
+		if (!bits)
+			ok = fail(ps, v, "unknown statement class \"%s\"", l.v[i]);
+		RULE(o)->classes |= bits;
+	}
+	strlist_free(&l);
+	return ok;
+}
+
+static bool k_rw_tables(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "tables", &RULE(o)->tables);
+}
+
+/* The classifier reports function names in lower case: so must the patterns be. */
+static bool k_rw_functions(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_strlist *l = &RULE(o)->functions;
+	if (!get_strlist(ps, v, "functions", l))
+		return false;
+	for (size_t i = 0; i < l->n; i++)
+		for (char *c = l->v[i]; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+	return true;
+}
+
+static bool k_rw_without_where(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_bool(ps, v, "without_where", &RULE(o)->without_where);
+}
+
+static bool k_rw_databases(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "databases", &RULE(o)->databases);
+}
+
+static bool k_rw_db_users(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "db_users", &RULE(o)->db_users);
+}
+
+/* "subject" (as in grants) and "subjects" fill the same list; both at once is an error. */
+static bool k_rw_subjects(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "subjects", &RULE(o)->subjects);
+}
+
+static bool k_rw_groups(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "groups", &RULE(o)->groups);
+}
+
+static bool k_rw_apps(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_strlist(ps, v, "application_names", &RULE(o)->app_names);
+}
+
+static const struct gov_key rule_when_keys[] = {
+    {"statements", k_rw_statements},
+    {"tables", k_rw_tables},
+    {"functions", k_rw_functions},
+    {"without_where", k_rw_without_where},
+    {"databases", k_rw_databases},
+    {"db_users", k_rw_db_users},
+    {"subjects", k_rw_subjects},
+    {"subject", k_rw_subjects},
+    {"groups", k_rw_groups},
+    {"application_names", k_rw_apps},
+};
+
+static bool k_rule_name(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "name", &RULE(o)->name);
+}
+
+/* An empty when matches every statement: allowed (a catch-all), like no when at all. */
+static bool k_rule_when(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return parse_mapping(ps, v, "when", rule_when_keys,
+	                     sizeof(rule_when_keys) / sizeof(rule_when_keys[0]), o);
+}
+
+static bool k_rule_action(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_action(ps, v, "action", &RULE(o)->action, true);
+}
+
+static bool k_rule_message(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "message", &RULE(o)->message);
+}
+
+static const struct gov_key rule_keys[] = {
+    {"name", k_rule_name},
+    {"when", k_rule_when},
+    {"action", k_rule_action},
+    {"message", k_rule_message},
+};
+
+static bool parse_rule(struct gparser *ps, yaml_node_t *n, void *obj)
+{
+	struct gov_rule *r = obj;
+	r->line = (int)n->start_mark.line + 1;
+	r->action = (enum gov_action)-1;
+	if (!parse_mapping(ps, n, "a rule", rule_keys, sizeof(rule_keys) / sizeof(rule_keys[0]),
+	                   r))
+		return false;
+	if (!r->name)
+		return fail(ps, n, "rule needs a name");
+	if ((int)r->action == -1)
+		return fail(ps, n, "rule \"%s\" needs an action", r->name);
+	for (struct gov_rule *q = ps->pol->rules; q < r; q++)
+		if (strcmp(q->name, r->name) == 0)
+			return fail(ps, n, "rule name \"%s\" is used twice", r->name);
+	return true;
+}
+
+static bool parse_rules(struct gparser *ps, yaml_node_t *n)
+{
+	struct gov_policy *pol = ps->pol;
+	pol->rules_enabled = true;
+	return parse_sequence(ps, n, "rules", sizeof(struct gov_rule), (void **)&pol->rules,
+	                      &pol->n_rules, parse_rule);
+}
+
+static bool parse_default(struct gparser *ps, yaml_node_t *n)
+{
+	ps->pol->rules_enabled = true;
+	return get_action(ps, n, "default", &ps->pol->default_action, false);
+}
+
+static bool parse_unparsable(struct gparser *ps, yaml_node_t *n)
+{
+	ps->pol->rules_enabled = true;
+	return get_action(ps, n, "unparsable", &ps->pol->unparsable, false);
+}
+
 /* --- top level ------------------------------------------------------------------------ */
 
 /* One row per top-level section; later stages (rules, masks, recording) add theirs. */
@@ -615,6 +779,9 @@ static const struct gov_section {
 	bool (*parse)(struct gparser *ps, yaml_node_t *n);
 } sections[] = {
     {"identity", parse_identity},
+    {"rules", parse_rules},
+    {"default", parse_default},
+    {"unparsable", parse_unparsable},
 };
 
 static bool parse_root(struct gparser *ps)
@@ -704,8 +871,15 @@ struct gov_policy *gov_parse_buffer(const char *text, size_t len, const char *or
 		gov_free(ps.pol);
 		return NULL;
 	}
+	ps.pol->default_action = GOV_ALLOW;
+	ps.pol->unparsable = GOV_DENY;
 	ok = parse_root(&ps);
 	yaml_document_delete(&ps.doc);
+	/* rules, then default, then unparsable (SHOW POLICY) */
+	if (ok && !(ps.pol->hits = calloc(ps.pol->n_rules + 2, sizeof(uint64_t)))) {
+		snprintf(err, errlen, "%s: out of memory", origin);
+		ok = false;
+	}
 	if (!ok) {
 		gov_free(ps.pol);
 		return NULL;
@@ -786,10 +960,27 @@ static void grant_free(struct gov_grant *g)
 	strlist_free(&g->db_users);
 }
 
+static void rule_free(struct gov_rule *r)
+{
+	free(r->name);
+	free(r->message);
+	strlist_free(&r->tables);
+	strlist_free(&r->functions);
+	strlist_free(&r->databases);
+	strlist_free(&r->db_users);
+	strlist_free(&r->subjects);
+	strlist_free(&r->groups);
+	strlist_free(&r->app_names);
+}
+
 void gov_free(struct gov_policy *pol)
 {
 	if (!pol)
 		return;
+	for (size_t i = 0; i < pol->n_rules; i++)
+		rule_free(&pol->rules[i]);
+	free(pol->rules);
+	free(pol->hits);
 	for (size_t i = 0; i < pol->n_providers; i++)
 		provider_free(&pol->providers[i]);
 	free(pol->providers);
@@ -830,6 +1021,8 @@ void gov_commit(struct gov_policy *pol)
 	/* Logins validate synchronously and copy what they keep: the old one can go now. */
 	gov_free(running);
 	running = pol;
+	/* Statement inspection costs nothing unless the policy has rules. */
+	rules_install(pol);
 }
 
 const struct gov_policy *gov_active(void)

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "oidc.h"
 #include "prepared.h"
+#include "rules.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -229,6 +230,7 @@ static void socket_destroy(struct pv_socket *s)
 		free(s->scram_cl);
 	}
 	identity_free(s->identity);
+	rules_client_free(s);
 	free(s->startup_user);
 	free(s->startup_db);
 	free(s->app_name);

@@ -220,12 +220,12 @@ def test_show_sessions(op):
 
 def test_reload_keeps_policy_on_bad_file(op):
     path = os.path.join(op.dir, "governance.yaml")
-    bad = policy(extra="rules: []\n")
+    bad = policy(extra="colours: []\n")
     op.runas.write(path, bad)
     rows, err = admin(op, "RELOAD")
     assert err and err["M"] == "RELOAD failed, see logs for additional details", err
-    line = bad.splitlines().index("rules: []") + 1
-    assert f"governance.yaml:{line}: unknown section \"rules\"" in op.log_text()
+    line = bad.splitlines().index("colours: []") + 1
+    assert f"governance.yaml:{line}: unknown section \"colours\"" in op.log_text()
     with op.connect("plainuser", password=token()) as c:
         assert c.execute("SELECT 3").fetchone()[0] == 3
     # a valid new policy takes effect: the ci-* grant removed

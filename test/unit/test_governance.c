@@ -124,7 +124,7 @@ static const struct {
 	const char *text;
 	const char *error; /* expected err, exactly */
 } bad_cases[] = {
-    {"identity: {}\nrules: []\n", "gov.yaml:2: unknown section \"rules\""},
+    {"identity: {}\ncolours: []\n", "gov.yaml:2: unknown section \"colours\""},
     {"- a\n", "gov.yaml:1: the governance file must be a mapping of sections"},
     {"identity:\n  providers:\n    - name: corp\n      colour: blue\n",
      "gov.yaml:4: unknown key \"colour\" in a provider"},
