@@ -2,6 +2,7 @@
 # pgvigil vs PgBouncer benchmark (pgbench through each pooler).
 # Usage: bench/run.sh [-T SECONDS] [-r ROUNDS] [--scenarios a,b] [--out FILE] ...
 #        bench/run.sh --logins 1000 [--login-workers 4] [-r ROUNDS]   (login cost: scram vs oidc)
+#        bench/run.sh --rules [-T SECONDS] [-r ROUNDS]   (governance cost: 5 deny rules vs none)
 #        bench/run.sh --help
 # See doc/benchmarks.md.
 set -euo pipefail

@@ -58,6 +58,7 @@ struct pv_identity;
 #define GOV_DEFAULT_MAX_TOKEN 16384
 #define GOV_LIMIT_MAX_TOKEN   65536
 #define GOV_DEFAULT_SKEW      60
+#define GOV_DEFAULT_APPROVAL_TIMEOUT 300
 
 struct gov_strlist {
 	char **v;
@@ -96,7 +97,7 @@ struct gov_grant {
 enum gov_action {
 	GOV_ALLOW,
 	GOV_DENY,
-	GOV_APPROVE, /* accepted by the loader; enforced as deny until approvals exist */
+	GOV_APPROVE, /* hold for an admin's decision (approval.h) */
 };
 
 /* One entry of rules: (rules.h matches them). All conditions given must hold. */
@@ -131,6 +132,7 @@ struct gov_policy {
 	struct gov_grant *grants;
 	size_t n_grants;
 	bool allow_plaintext_loopback;
+	int64_t approval_timeout; /* seconds a held statement waits for a decision */
 };
 
 /* Parse a policy file; NULL with "file:line: reason" in err. */

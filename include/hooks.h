@@ -21,6 +21,12 @@ struct pkt;
 typedef enum pkt_action (*pv_msg_hook)(struct pv_socket *s, struct pkt *p);
 
 struct pv_hooks {
+	/*
+	 * client_gate sees a logged-in client's message before a server is
+	 * requested for it (client.c), so a statement can be held without
+	 * occupying a server; PKT_FORWARD goes on to the server request.
+	 */
+	pv_msg_hook client_gate;
 	pv_msg_hook client_msg;
 	pv_msg_hook server_msg;
 };

@@ -32,6 +32,7 @@ struct dns_req;
 struct pkt;
 struct ssl_st;
 struct pv_identity;
+struct approval;
 
 enum sock_state {
 	SOCK_FREE,
@@ -205,6 +206,7 @@ struct pv_socket {
 	uint64_t stmt_count;	      /* requests started (SHOW SESSIONS) */
 	uint64_t denials;	      /* statements denied by a rule (rules.c) */
 	struct rules_client *rules_client; /* rules.c: SQL PREPARE name -> classification */
+	struct approval *approval;	   /* approval.c: the statement held for a decision */
 	/* auth_query.c: while the query runs, the client waits in the auth pool */
 	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
 	bool aq_done;		      /* queried for this login: use the cached credentials */

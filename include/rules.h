@@ -1,8 +1,8 @@
 /*
  * rules.h - the governance rules (section `rules:` of the governance file):
  * deciding allow/deny for a classified statement, the per-client memory of
- * SQL PREPAREs (so EXECUTE is judged as what it runs), and the client_msg
- * hook that enforces a deny.
+ * SQL PREPAREs (so EXECUTE is judged as what it runs), and the client_gate /
+ * client_msg hooks that enforce a deny or hold for approval (approval.h).
  *
  * Owns: matching (first rule whose conditions all hold decides, else
  * `default`; text the parser rejects follows `unparsable`), hit counters,
@@ -34,7 +34,7 @@ struct rule_ctx {
 #define RULE_UNPARSABLE (-2) /* the parser rejected the text: `unparsable` */
 
 struct rule_decision {
-	enum gov_action action; /* GOV_APPROVE is reported as is; the hook enforces it as deny */
+	enum gov_action action; /* GOV_APPROVE: the hook holds the statement */
 	int rule;		/* index into pol->rules, or RULE_DEFAULT / RULE_UNPARSABLE */
 	const char *name;	/* the rule's name, "default" or "unparsable" */
 	const char *message;	/* may be NULL */

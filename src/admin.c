@@ -10,6 +10,7 @@
 #include "listener.h"
 #include "log.h"
 #include "peer.h"
+#include "approval.h"
 
 #include <ctype.h>
 #include <event2/event.h>
@@ -301,6 +302,31 @@ static bool parse_set(const char *p, struct admin_cmd *out)
 	return at_end(p);
 }
 
+/*
+ * APPROVE <id> [FOR <duration>] and DENY <id> [reason]: arg is the id, value
+ * the rest of the line (a reason may be 'single quoted'), checked by the command.
+ */
+static bool parse_decision(const char *p, struct admin_cmd *out)
+{
+	size_t n;
+
+	p = skip_space(p);
+	if (!take_word(&p, out->arg, ARG_MAX))
+		return false;
+	out->has_arg = true;
+	p = skip_space(p);
+	if (*p == '\'')
+		return take_squoted(&p, out->value, VALUE_MAX) && at_end(p);
+	n = strlen(p);
+	while (n > 0 && (isspace((unsigned char)p[n - 1]) || p[n - 1] == ';'))
+		n--;
+	if (n > VALUE_MAX)
+		return false;
+	memcpy(out->value, p, n);
+	out->value[n] = '\0';
+	return true;
+}
+
 static bool parse_command(const char *q, struct admin_cmd *out)
 {
 	const char *p = skip_space(q);
@@ -311,6 +337,8 @@ static bool parse_command(const char *q, struct admin_cmd *out)
 		return false;
 	if (strcasecmp(out->cmd, "SET") == 0)
 		return parse_set(p, out);
+	if (strcasecmp(out->cmd, "APPROVE") == 0 || strcasecmp(out->cmd, "DENY") == 0)
+		return parse_decision(p, out);
 	if (*p && !isspace((unsigned char)*p) && *p != ';')
 		return false;
 	p = skip_space(p);
@@ -976,6 +1004,91 @@ static enum cmd_result cmd_kill_client(struct pv_socket *c, const struct admin_c
 	return CMD_DONE;
 }
 
+/* --- approvals (approval.h) ------------------------------------------------------------ */
+
+/* The pending approval cmd names; NULL after replying an error. */
+static struct approval *decision_target(struct pv_socket *c, const struct admin_cmd *cmd)
+{
+	char *end = NULL;
+	unsigned long long id;
+	struct approval *a;
+
+	if (!isdigit((unsigned char)cmd->arg[0]) || (id = strtoull(cmd->arg, &end, 10), *end)) {
+		reply_error(c, "invalid approval id");
+		return NULL;
+	}
+	if (!(a = approval_find_pending(id)))
+		reply_error(c, "approval %llu not found or already decided", id);
+	return a;
+}
+
+/* "FOR <n>[s|m|h|d]" (no unit: seconds) into seconds; false when malformed. */
+static bool parse_for(const char *v, int64_t *secs)
+{
+	char *end;
+	unsigned long long n;
+	int64_t mult = 1;
+
+	if (strncasecmp(v, "FOR", 3) != 0 || !isspace((unsigned char)v[3]))
+		return false;
+	v = skip_space(v + 3);
+	if (!isdigit((unsigned char)*v))
+		return false;
+	n = strtoull(v, &end, 10);
+	if (strcasecmp(end, "m") == 0 || strcasecmp(end, "min") == 0)
+		mult = 60;
+	else if (strcasecmp(end, "h") == 0)
+		mult = 3600;
+	else if (strcasecmp(end, "d") == 0)
+		mult = 86400;
+	else if (*end && strcasecmp(end, "s") != 0)
+		return false;
+	if (n == 0 || n > (unsigned long long)(366 * 86400) / (unsigned long long)mult)
+		return false;
+	*secs = (int64_t)n * mult;
+	return true;
+}
+
+static enum cmd_result cmd_approve(struct pv_socket *c, const struct admin_cmd *cmd)
+{
+	struct approval *a = decision_target(c, cmd);
+	int64_t secs = 0;
+	char note[64] = "";
+
+	if (!a)
+		return CMD_DONE;
+	if (cmd->value[0] && !parse_for(cmd->value, &secs)) {
+		reply_error(c, "invalid command '%s', use APPROVE <id> [FOR <n>s|m|h|d]", cmd->query);
+		return CMD_DONE;
+	}
+	/* Text the parser rejected has no fingerprint: FOR would have nothing to match. */
+	if (secs && a->fingerprint == 0) {
+		reply_error(c, "approval %llu has no statement fingerprint: approve it without FOR",
+		            (unsigned long long)a->id);
+		return CMD_DONE;
+	}
+	if (secs && !approval_allow_for(a, now_usec() + secs * USEC_PER_SEC)) {
+		reply_error(c, "out of memory");
+		return CMD_DONE;
+	}
+	if (secs)
+		snprintf(note, sizeof(note), "same statement allowed for %llds", (long long)secs);
+	approval_decide(a, APPROVAL_APPROVED, c->startup_user, note);
+	reply_ok(c, "APPROVE");
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_deny(struct pv_socket *c, const struct admin_cmd *cmd)
+{
+	struct approval *a = decision_target(c, cmd);
+
+	if (!a)
+		return CMD_DONE;
+	approval_decide(a, APPROVAL_DENIED, c->startup_user, cmd->value);
+	reply_ok(c, "DENY");
+	return CMD_DONE;
+}
+
 static enum cmd_result cmd_shutdown(struct pv_socket *c, const struct admin_cmd *cmd)
 {
 	enum shutdown_mode mode;
@@ -1135,6 +1248,8 @@ static const struct admin_command commands[] = {
     {"SHUTDOWN", true, cmd_shutdown},
     {"RELOAD", true, cmd_reload},
     {"WAIT_CLOSE", true, cmd_wait_close},
+    {"APPROVE", true, cmd_approve},
+    {"DENY", true, cmd_deny},
 };
 
 static enum cmd_result run_command(struct pv_socket *c, const char *q)

@@ -14,6 +14,7 @@
 #include "prepared.h"
 #include "replication.h"
 #include "rules.h"
+#include "approval.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -437,7 +438,7 @@ static void session_row_cb(struct pv_socket *s, void *arg)
 	res_time(r, id ? (usec_t)id->exp * USEC_PER_SEC : 0);
 	res_uint(r, (unsigned long long)s->stmt_count);
 	res_uint(r, (unsigned long long)s->denials);
-	res_int(r, 0); /* held: approvals are not built yet */
+	res_int(r, s->approval && s->approval->state == APPROVAL_PENDING ? 1 : 0);
 	res_row_end(r);
 }
 
@@ -462,6 +463,30 @@ static void policy_row(void *arg, const char *rule, const char *action, uint64_t
 static void show_policy(struct admin_res *r)
 {
 	rules_show(gov_active(), policy_row, r);
+}
+
+static void approval_row(const struct approval *a, void *arg)
+{
+	struct admin_res *r = arg;
+	usec_t now = now_usec();
+	usec_t left = a->deadline > now ? a->deadline - now : 0;
+
+	res_row_begin(r);
+	res_uint(r, (unsigned long long)a->id);
+	res_text(r, a->rule);
+	res_text(r, a->subject);
+	res_text(r, a->database);
+	res_text(r, a->db_user);
+	res_text(r, a->statement);
+	res_int(r, (long long)((now - a->created) / USEC_PER_SEC));
+	res_int(r, (long long)((left + USEC_PER_SEC - 1) / USEC_PER_SEC)); /* seconds left */
+	res_row_end(r);
+}
+
+/* Statements held for a decision, oldest first (approval.h). */
+static void show_approvals(struct admin_res *r)
+{
+	approval_for_each_pending(approval_row, r);
 }
 
 struct sockets_arg {
@@ -1168,6 +1193,10 @@ static const struct admin_col cols_sessions[] = {
 };
 static const struct admin_col cols_policy[] = {
     {"rule", S}, {"action", S}, {"hits", Q}, {"message", S}};
+static const struct admin_col cols_approvals[] = {
+    {"id", Q},        {"rule", S},      {"subject", S}, {"database", S},
+    {"db_user", S},   {"statement", S}, {"age_s", Q},   {"timeout_s", Q},
+};
 static const struct admin_col cols_state[] = {{"key", S}, {"value", S}};
 static const struct admin_col cols_version[] = {{"version", S}};
 
@@ -1201,6 +1230,7 @@ static const struct admin_show shows[] = {
     SHOW("TOTALS", false, cols_totals, show_totals),
     SHOW("SESSIONS", false, cols_sessions, show_sessions),
     SHOW("POLICY", false, cols_policy, show_policy),
+    SHOW("APPROVALS", true, cols_approvals, show_approvals),
 };
 
 const struct admin_show *admin_show_find(const char *name)
@@ -1231,7 +1261,9 @@ const char *admin_help_text(void)
 	                              "\tSUSPEND\n"
 	                              "\tSHUTDOWN\n"
 	                              "\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n"
-	                              "\tWAIT_CLOSE [<db>]";
+	                              "\tWAIT_CLOSE [<db>]\n"
+	                              "\tAPPROVE <id> [FOR <duration>]\n"
+	                              "\tDENY <id> [reason]";
 	size_t len;
 
 	/* Built from the table so every registered SHOW is listed, six per line. */

@@ -8,6 +8,7 @@
 #include "oidc.h"
 #include "server.h"
 #include "hooks.h"
+#include "approval.h"
 #include "prepared.h"
 #include "log.h"
 #include "proto.h"
@@ -71,6 +72,7 @@ void client_close(struct pv_socket *c, const char *reason)
 		struct pv_socket *s = c->link;
 		pool_unlink(c, s);
 	}
+	approval_client_gone(c);
 	if (c->cancel_target) {
 		c->cancel_target->cancel_target = NULL;
 		c->cancel_target = NULL;
@@ -156,6 +158,12 @@ static enum pkt_action handle_cancel(struct pv_socket *c, struct pkt *p)
 	target = find_client_by_key(key);
 	if (!target) {
 		client_close(c, "cancel request for unknown client");
+		return PKT_STOP;
+	}
+	/* A held statement (approval.h) runs nowhere: the cancel withdraws it. */
+	if (target->approval && target->approval->state == APPROVAL_PENDING) {
+		approval_decide(target->approval, APPROVAL_CANCELED, "client cancel request", NULL);
+		client_close(c, "cancel request for held statement");
 		return PKT_STOP;
 	}
 	server = target->link;
@@ -616,6 +624,12 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 		return PKT_STOP;
 	}
 	account_request_start(c);
+	/* Before the server request: a held statement must not occupy a server (rules.c). */
+	if (pv_hooks.client_gate) {
+		enum pkt_action a = pv_hooks.client_gate(c, p);
+		if (a != PKT_FORWARD)
+			return a;
+	}
 	if (!c->link && !pool_request_server(c))
 		return PKT_PAUSE;
 	s = c->link;

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "inspect.h"
 #include "jwks.h"
+#include "log.h"
 #include "oidc.h"
 #include "rules.h"
 #include "util.h"
@@ -771,6 +772,56 @@ static bool parse_unparsable(struct gparser *ps, yaml_node_t *n)
 	return get_action(ps, n, "unparsable", &ps->pol->unparsable, false);
 }
 
+/* --- approval ------------------------------------------------------------------------ */
+
+#define APPROVAL_TIMEOUT_MAX (7 * 24 * 3600)
+
+static bool k_ap_timeout(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_policy *pol = o;
+	if (!get_number(ps, v, "approval timeout", APPROVAL_TIMEOUT_MAX, true,
+	                &pol->approval_timeout))
+		return false;
+	return pol->approval_timeout > 0 ? true : fail(ps, v, "approval timeout must be positive");
+}
+
+/*
+ * Approver groups need an identity on the admin connection, and admin logins
+ * cannot carry an OIDC token yet: the list is checked and ignored with a
+ * warning (only admin_users approve), so a file written for later loads now.
+ */
+static bool k_apr_groups(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_strlist groups = {0};
+	(void)o;
+	if (!get_strlist(ps, v, "approvers groups", &groups))
+		return false;
+	log_warning("%s: approval.approvers.groups ignored: admin logins carry no identity yet, "
+	            "only admin_users approve",
+	            ps->origin);
+	strlist_free(&groups);
+	return true;
+}
+
+static const struct gov_key approvers_keys[] = {{"groups", k_apr_groups}};
+
+static bool k_ap_approvers(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return parse_mapping(ps, v, "approvers", approvers_keys,
+	                     sizeof(approvers_keys) / sizeof(approvers_keys[0]), o);
+}
+
+static const struct gov_key approval_keys[] = {
+    {"timeout", k_ap_timeout},
+    {"approvers", k_ap_approvers},
+};
+
+static bool parse_approval(struct gparser *ps, yaml_node_t *n)
+{
+	return parse_mapping(ps, n, "approval", approval_keys,
+	                     sizeof(approval_keys) / sizeof(approval_keys[0]), ps->pol);
+}
+
 /* --- top level ------------------------------------------------------------------------ */
 
 /* One row per top-level section; later stages (rules, masks, recording) add theirs. */
@@ -782,6 +833,7 @@ static const struct gov_section {
     {"rules", parse_rules},
     {"default", parse_default},
     {"unparsable", parse_unparsable},
+    {"approval", parse_approval},
 };
 
 static bool parse_root(struct gparser *ps)
@@ -873,6 +925,7 @@ struct gov_policy *gov_parse_buffer(const char *text, size_t len, const char *or
 	}
 	ps.pol->default_action = GOV_ALLOW;
 	ps.pol->unparsable = GOV_DENY;
+	ps.pol->approval_timeout = GOV_DEFAULT_APPROVAL_TIMEOUT;
 	ok = parse_root(&ps);
 	yaml_document_delete(&ps.doc);
 	/* rules, then default, then unparsable (SHOW POLICY) */

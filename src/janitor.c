@@ -17,6 +17,7 @@
 #include "proto.h"
 #include "peer.h"
 #include "governance.h"
+#include "approval.h"
 
 #include <event2/event.h>
 #include <string.h>
@@ -174,7 +175,8 @@ static void check_idle_clients(struct pv_pool *pool, const struct pool_timeouts 
 	{
 		struct pv_socket *c = container_of(it, struct pv_socket, node);
 		usec_t last = c->request_time ? c->request_time : c->connect_time;
-		if (c->link || c->closing)
+		/* a held statement (approval.h) is a running request, not idleness */
+		if (c->link || c->closing || c->approval)
 			continue;
 		if (tokens && client_token_expired(c))
 			client_fatal(c, "28000", "token expired");
@@ -406,6 +408,7 @@ static void janitor_run(evutil_socket_t fd, short what, void *arg)
 	if (G.pause_mode == PAUSE_SUSPEND)
 		return;
 	check_login_clients(now);
+	approval_tick(now);
 	create_min_pools();
 	list_for_each(it, &G.pools)
 	{

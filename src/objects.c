@@ -7,6 +7,7 @@
 #include "oidc.h"
 #include "prepared.h"
 #include "rules.h"
+#include "approval.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -231,6 +232,7 @@ static void socket_destroy(struct pv_socket *s)
 	}
 	identity_free(s->identity);
 	rules_client_free(s);
+	approval_client_gone(s);
 	free(s->startup_user);
 	free(s->startup_db);
 	free(s->app_name);

@@ -11,6 +11,7 @@
  * the server's transaction state therefore never differs from the server's.
  */
 #include "rules.h"
+#include "approval.h"
 #include "client.h"
 #include "hooks.h"
 #include "inspect.h"
@@ -33,6 +34,8 @@
 #define RULES_MAX_PREPARED 1024
 #define RULES_LOG_STMT	   200
 #define DENY_TAG	   "$pgvigil$"
+/* NOTICE of a held statement: like PostgreSQL's RAISE NOTICE (doc/inspection.md) */
+#define APPROVAL_NOTICE_SQLSTATE "00000"
 
 /* --- matching ------------------------------------------------------------------------ */
 
@@ -134,10 +137,11 @@ static bool stmt_matches(const struct gov_rule *r, const struct inspect_result *
 	return true;
 }
 
-static struct rule_decision fixed(const struct gov_policy *pol, int which)
+static struct rule_decision fixed(const struct gov_policy *pol, int which, bool count)
 {
 	bool unp = which == RULE_UNPARSABLE;
-	pol->hits[pol->n_rules + (unp ? 1 : 0)]++;
+	if (count)
+		pol->hits[pol->n_rules + (unp ? 1 : 0)]++;
 	return (struct rule_decision){
 	    .action = unp ? pol->unparsable : pol->default_action,
 	    .rule = which,
@@ -146,21 +150,29 @@ static struct rule_decision fixed(const struct gov_policy *pol, int which)
 	};
 }
 
-struct rule_decision rules_decide(const struct gov_policy *pol, const struct inspect_result *res,
-                                  const struct rule_ctx *ctx)
+/* count false: a look ahead (the hold gate) that the real judgement will count. */
+static struct rule_decision decide(const struct gov_policy *pol, const struct inspect_result *res,
+                                   const struct rule_ctx *ctx, bool count)
 {
 	/* Text the parser rejects cannot be judged by its content: no rule applies. */
 	if (!res || res->parse_error)
-		return fixed(pol, RULE_UNPARSABLE);
+		return fixed(pol, RULE_UNPARSABLE, count);
 	for (size_t i = 0; i < pol->n_rules; i++) {
 		const struct gov_rule *r = &pol->rules[i];
 		if (!stmt_matches(r, res) || !ctx_matches(r, ctx))
 			continue;
-		pol->hits[i]++;
+		if (count)
+			pol->hits[i]++;
 		return (struct rule_decision){
 		    .action = r->action, .rule = (int)i, .name = r->name, .message = r->message};
 	}
-	return fixed(pol, RULE_DEFAULT);
+	return fixed(pol, RULE_DEFAULT, count);
+}
+
+struct rule_decision rules_decide(const struct gov_policy *pol, const struct inspect_result *res,
+                                  const struct rule_ctx *ctx)
+{
+	return decide(pol, res, ctx, true);
 }
 
 const char *rules_action_name(enum gov_action a)
@@ -315,24 +327,22 @@ static void build_ctx(const struct pv_socket *c, struct rule_ctx *ctx)
  * that too. A name pgvigil never saw defined is judged as unparsable text.
  */
 static struct rule_decision judge(const struct gov_policy *pol, struct pv_socket *c,
-                                  const struct inspect_result *res, const struct rule_ctx *ctx)
+                                  const struct inspect_result *res, const struct rule_ctx *ctx,
+                                  bool count)
 {
-	struct rule_decision d = rules_decide(pol, res, ctx);
+	struct rule_decision d = decide(pol, res, ctx, count);
 
 	for (int i = 0; res && d.action == GOV_ALLOW && i < res->n_executed_names; i++) {
 		const struct inspect_result *p = rules_client_lookup(c, res->executed_names[i]);
-		d = rules_decide(pol, p, ctx);
+		d = decide(pol, p, ctx, count);
 	}
 	return d;
 }
 
-/* The message for the client; approve is not built yet and is enforced as deny. */
 static void deny_text(const struct rule_decision *d, char *buf, size_t len)
 {
-	const char *msg = d->action == GOV_APPROVE ? "approval required (not yet supported)"
-	                                           : d->message;
-	snprintf(buf, len, "denied by pgvigil rule \"%s\"%s%s", d->name, msg ? ": " : "",
-	         msg ? msg : "");
+	snprintf(buf, len, "denied by pgvigil rule \"%s\"%s%s", d->name, d->message ? ": " : "",
+	         d->message ? d->message : "");
 }
 
 /*
@@ -356,12 +366,14 @@ static bool append_literal(struct pv_buf *out, const char *text)
 	return ok && buf_append(out, "'", 1);
 }
 
-static bool append_do(struct pv_buf *out, const char *text)
+/* sqlstate: five characters from this file, never client text. */
+static bool append_do(struct pv_buf *out, const char *sqlstate, const char *text)
 {
-	static const char head[] = "DO " DENY_TAG " BEGIN RAISE EXCEPTION USING ERRCODE = "
-	                           "'42501', MESSAGE = ";
+	static const char head[] = "DO " DENY_TAG " BEGIN RAISE EXCEPTION USING ERRCODE = '";
+	static const char mid[] = "', MESSAGE = ";
 	static const char tail[] = "; END " DENY_TAG;
-	return buf_append(out, head, sizeof(head) - 1) && append_literal(out, text) &&
+	return buf_append(out, head, sizeof(head) - 1) && buf_append(out, sqlstate, 5) &&
+	       buf_append(out, mid, sizeof(mid) - 1) && append_literal(out, text) &&
 	       buf_append(out, tail, sizeof(tail) + 0); /* with the NUL: a protocol string */
 }
 
@@ -423,7 +435,7 @@ static uint32_t max_param_ref(const char *sql, size_t len)
  * cannot infer and the DO infers none.
  */
 static bool build_parse(struct pv_buf *b, const char *name, const char *sql, size_t sqllen,
-                        struct pkt_reader *types, const char *text)
+                        struct pkt_reader *types, const char *sqlstate, const char *text)
 {
 	uint16_t declared = read_u16(types);
 	uint32_t n = max_param_ref(sql, sqllen);
@@ -431,7 +443,8 @@ static bool build_parse(struct pv_buf *b, const char *name, const char *sql, siz
 
 	if (declared > n)
 		n = declared;
-	ok = start_msg(b, 'P') && buf_append(b, name, strlen(name) + 1) && append_do(b, text) &&
+	ok = start_msg(b, 'P') && buf_append(b, name, strlen(name) + 1) &&
+	     append_do(b, sqlstate, text) &&
 	     append_u16(b, (uint16_t)n);
 	for (uint32_t i = 0; ok && i < n; i++) {
 		uint32_t oid = i < declared ? read_u32(types) : 0;
@@ -467,8 +480,8 @@ static enum pkt_action send_rewritten(struct pv_socket *c, struct pv_buf *b)
 	return PKT_CONSUMED;
 }
 
-static void log_decision(struct pv_socket *c, const struct rule_decision *d, const char *sql,
-                         size_t len)
+static void log_decision(struct pv_socket *c, const char *verb, const struct rule_decision *d,
+                         const char *sql, size_t len)
 {
 	char stmt[RULES_LOG_STMT * 4 + 1], raw[RULES_LOG_STMT + 1];
 	size_t n = len < RULES_LOG_STMT ? len : RULES_LOG_STMT;
@@ -476,8 +489,7 @@ static void log_decision(struct pv_socket *c, const struct rule_decision *d, con
 	memcpy(raw, sql, n);
 	raw[n] = '\0';
 	oidc_log_escape(raw, stmt, sizeof(stmt));
-	slog_info(c, "%s: rule=%s subject=%s statement=%s",
-	          d->action == GOV_ALLOW ? "allowed" : "denied", d->name,
+	slog_info(c, "%s: rule=%s subject=%s statement=%s", verb, d->name,
 	          c->identity ? c->identity->subject : "-", stmt);
 }
 
@@ -501,31 +513,43 @@ static bool read_stmt(const struct pkt *p, struct stmt_msg *m)
 	return true;
 }
 
-static enum pkt_action deny(struct pv_socket *c, const struct pkt *p, struct stmt_msg *m,
-                            const struct rule_decision *d)
+/*
+ * Answer the message with an ERROR raised by the server (see append_do), so
+ * the server's transaction and extended-protocol state follow exactly what
+ * the client is told.
+ */
+static enum pkt_action refuse(struct pv_socket *c, const struct pkt *p, struct stmt_msg *m,
+                              const char *sqlstate, const char *text)
 {
-	char text[512];
 	struct pv_buf b = {0};
 	bool ok;
 	enum pkt_action a;
 
-	deny_text(d, text, sizeof(text));
 	if (p->type == 'Q')
-		ok = start_msg(&b, 'Q') && append_do(&b, text) && (finish_msg(&b), true);
+		ok = start_msg(&b, 'Q') && append_do(&b, sqlstate, text) && (finish_msg(&b), true);
 	else
-		ok = build_parse(&b, m->name, m->sql, m->len, &m->rest, text);
+		ok = build_parse(&b, m->name, m->sql, m->len, &m->rest, sqlstate, text);
 	if (!ok) {
 		buf_free(&b);
 		client_fatal(c, "53200", "out of memory");
 		return PKT_STOP;
 	}
-	c->denials++;
 	/* the name now holds the DO: a stale entry must not speak for it */
 	if (m->name && m->name[0])
 		rules_client_forget(c, m->name);
 	a = send_rewritten(c, &b);
 	buf_free(&b);
 	return a;
+}
+
+static enum pkt_action deny(struct pv_socket *c, const struct pkt *p, struct stmt_msg *m,
+                            const struct rule_decision *d)
+{
+	char text[512];
+
+	deny_text(d, text, sizeof(text));
+	c->denials++;
+	return refuse(c, p, m, "42501", text);
 }
 
 /* PREPAREs (and named Parses) of an allowed text: EXECUTE of them is judged as this. */
@@ -539,7 +563,141 @@ static bool remember_all(struct pv_socket *c, const struct stmt_msg *m, struct i
 	return true;
 }
 
+static enum pkt_action allow(struct pv_socket *c, const struct stmt_msg *m,
+                             struct inspect_result *res)
+{
+	if (res && !remember_all(c, m, res)) {
+		client_fatal(c, "53200", "out of memory");
+		return PKT_STOP;
+	}
+	return PKT_FORWARD;
+}
+
+/* What APPROVE ... FOR matches on; 0 (never matches) for text the parser rejected. */
+static uint64_t fingerprint_of(const struct inspect_result *res)
+{
+	return res && !res->parse_error ? res->fingerprint : 0;
+}
+
+static bool preapproved(const struct pv_socket *c, const struct inspect_result *res)
+{
+	uint64_t fp = fingerprint_of(res);
+	return fp != 0 && approval_preapproved(c, fp);
+}
+
+/*
+ * Hold the message for a decision (approval.h): the client gets a NOTICE and
+ * the message stays unprocessed in its input buffer (PKT_PAUSE) until
+ * approval_decide() wakes the client and the message is dispatched again.
+ */
+static enum pkt_action hold(struct pv_socket *c, const struct gov_policy *pol,
+                            const struct stmt_msg *m, const struct inspect_result *res,
+                            const struct rule_decision *d)
+{
+	char text[256];
+	struct pv_buf out = {0};
+	struct approval *a = approval_hold(c, d->name, m->sql, m->len, fingerprint_of(res),
+	                                   pol->approval_timeout);
+	bool ok = a != NULL;
+
+	if (ok) {
+		snprintf(text, sizeof(text), "statement held for approval: id=%llu rule=\"%s\"",
+		         (unsigned long long)a->id, d->name);
+		ok = msg_notice(&out, APPROVAL_NOTICE_SQLSTATE, text) &&
+		     sbuf_queue(c, out.data, out.len);
+		buf_free(&out);
+	}
+	if (!ok) {
+		client_fatal(c, "53200", "out of memory");
+		return PKT_STOP;
+	}
+	return PKT_PAUSE;
+}
+
+/* The held message is back with its decision; it is always the one held (input was paused). */
+static enum pkt_action apply_decision(struct pv_socket *c, const struct pkt *p, struct stmt_msg *m,
+                                      struct inspect_result *res)
+{
+	const struct approval *ap = c->approval;
+	char text[512];
+	enum pkt_action a;
+
+	switch (ap->state) {
+	case APPROVAL_APPROVED:
+		a = allow(c, m, res);
+		break;
+	case APPROVAL_CANCELED:
+		a = refuse(c, p, m, "57014", "canceling statement due to user request");
+		break;
+	case APPROVAL_TIMED_OUT:
+		c->denials++;
+		a = refuse(c, p, m, "42501", "approval timed out");
+		break;
+	default:
+		snprintf(text, sizeof(text), "denied by approver%s%s", ap->reason ? ": " : "",
+		         ap->reason ? ap->reason : "");
+		c->denials++;
+		a = refuse(c, p, m, "42501", text);
+		break;
+	}
+	approval_done(c);
+	return a;
+}
+
+static enum pkt_action enforce(struct pv_socket *c, const struct gov_policy *pol,
+                               const struct pkt *p, struct stmt_msg *m,
+                               struct inspect_result *res, const struct rule_decision *d)
+{
+	if (d->action == GOV_APPROVE && preapproved(c, res)) {
+		log_decision(c, "approved by APPROVE FOR", d, m->sql, m->len);
+		return allow(c, m, res);
+	}
+	if (d->action == GOV_APPROVE)
+		return hold(c, pol, m, res, d);
+	if (d->rule != RULE_DEFAULT || d->action != GOV_ALLOW)
+		log_decision(c, d->action == GOV_ALLOW ? "allowed" : "denied", d, m->sql, m->len);
+	if (d->action != GOV_ALLOW)
+		return deny(c, p, m, d);
+	return allow(c, m, res);
+}
+
+/* Runs with a server linked (client.c): judge, then forward, rewrite or hold. */
 static enum pkt_action rules_client_msg(struct pv_socket *c, struct pkt *p)
+{
+	const struct gov_policy *pol = gov_active();
+	struct stmt_msg m;
+	struct inspect_result *res;
+	struct rule_decision d;
+	struct rule_ctx ctx;
+	enum pkt_action a;
+
+	if ((p->type != 'Q' && p->type != 'P') || !pol || !pol->rules_enabled)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	if (!read_stmt(p, &m))
+		return PKT_FORWARD;
+	res = inspect_classify(m.sql, m.len);
+	if (c->approval) {
+		a = apply_decision(c, p, &m, res);
+	} else {
+		build_ctx(c, &ctx);
+		d = judge(pol, c, res, &ctx, true);
+		a = enforce(c, pol, p, &m, res, &d);
+	}
+	if (res)
+		inspect_release(res);
+	return a;
+}
+
+/*
+ * Runs before a server is requested (client.c). A client without a server
+ * whose statement needs approval is held here, so that it waits holding no
+ * server connection. Everything else is left to rules_client_msg, which
+ * counts the hit; a linked client (in a transaction, or session pooling)
+ * keeps its server and is held there.
+ */
+static enum pkt_action rules_client_gate(struct pv_socket *c, struct pkt *p)
 {
 	const struct gov_policy *pol = gov_active();
 	struct stmt_msg m;
@@ -550,20 +708,20 @@ static enum pkt_action rules_client_msg(struct pv_socket *c, struct pkt *p)
 
 	if ((p->type != 'Q' && p->type != 'P') || !pol || !pol->rules_enabled)
 		return PKT_FORWARD;
+	if (c->approval) /* woken while waiting (a server was released...): keep waiting */
+		return c->approval->state == APPROVAL_PENDING ? PKT_PAUSE : PKT_FORWARD;
+	if (c->link)
+		return PKT_FORWARD;
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
 	if (!read_stmt(p, &m))
 		return PKT_FORWARD;
 	res = inspect_classify(m.sql, m.len);
 	build_ctx(c, &ctx);
-	d = judge(pol, c, res, &ctx);
-	if (d.rule != RULE_DEFAULT || d.action != GOV_ALLOW)
-		log_decision(c, &d, m.sql, m.len);
-	if (d.action != GOV_ALLOW)
-		a = deny(c, p, &m, &d);
-	else if (res && !remember_all(c, &m, res)) {
-		client_fatal(c, "53200", "out of memory");
-		a = PKT_STOP;
+	d = judge(pol, c, res, &ctx, false);
+	if (d.action == GOV_APPROVE && !preapproved(c, res)) {
+		d = judge(pol, c, res, &ctx, true); /* held here: rules_client_msg will not count it */
+		a = hold(c, pol, &m, res, &d);
 	}
 	if (res)
 		inspect_release(res);
@@ -572,5 +730,7 @@ static enum pkt_action rules_client_msg(struct pv_socket *c, struct pkt *p)
 
 void rules_install(const struct gov_policy *pol)
 {
-	pv_hooks.client_msg = pol && pol->rules_enabled ? rules_client_msg : NULL;
+	bool on = pol && pol->rules_enabled;
+	pv_hooks.client_msg = on ? rules_client_msg : NULL;
+	pv_hooks.client_gate = on ? rules_client_gate : NULL;
 }
