@@ -728,9 +728,19 @@ static enum pkt_action rules_client_gate(struct pv_socket *c, struct pkt *p)
 	return a;
 }
 
+/* The gate only exists to hold statements before a server is taken: without an
+ * approve rule it would classify and judge every statement twice for nothing. */
+static bool has_approve_rule(const struct gov_policy *pol)
+{
+	for (size_t i = 0; i < pol->n_rules; i++)
+		if (pol->rules[i].action == GOV_APPROVE)
+			return true;
+	return false;
+}
+
 void rules_install(const struct gov_policy *pol)
 {
 	bool on = pol && pol->rules_enabled;
 	pv_hooks.client_msg = on ? rules_client_msg : NULL;
-	pv_hooks.client_gate = on ? rules_client_gate : NULL;
+	pv_hooks.client_gate = on && has_approve_rule(pol) ? rules_client_gate : NULL;
 }
