@@ -9,6 +9,7 @@
 """
 import os
 import subprocess
+import time
 import sys
 
 import pytest
@@ -66,3 +67,22 @@ def pgbench_db(pg_cluster):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return pvtest.TESTDB
+
+
+@pytest.fixture(scope="module")
+def repl_cluster(pg_cluster):
+    """The shared cluster plus a REPLICATION role and a pg_hba `replication` line."""
+    with pg_cluster.connect() as c:
+        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [pvtest.REPL_USER]).fetchone():
+            c.execute(f"CREATE ROLE {pvtest.REPL_USER} LOGIN REPLICATION PASSWORD '{pvtest.REPL_PW}'")
+        hba = os.path.join(pg_cluster.data, "pg_hba.conf")
+        line = f"host replication {pvtest.REPL_USER} 127.0.0.1/32 scram-sha-256\n"
+        with open(hba) as f:
+            text = f.read()
+        if line not in text:
+            with open(hba, "a") as f:
+                f.write(line)
+        c.execute("SELECT pg_reload_conf()")
+        assert int(c.execute("SHOW max_wal_senders").fetchone()[0]) > 0
+    time.sleep(0.3)
+    return pg_cluster

@@ -445,6 +445,24 @@ def parse_error(body):
     return fields
 
 
+def parse_datarow(body):
+    """Values of a DataRow body as text (None for NULL)."""
+    (n,) = struct.unpack("!H", body[:2])
+    pos, row = 2, []
+    for _ in range(n):
+        (ln,) = struct.unpack("!i", body[pos:pos + 4])
+        pos += 4
+        if ln < 0:
+            row.append(None)
+        else:
+            row.append(body[pos:pos + ln].decode())
+            pos += ln
+    return row
+
+
+REPL_USER, REPL_PW = "repluser", "repl-secret"  # role made by the repl_cluster fixture
+
+
 class ConnectionClosed(Exception):
     pass
 
@@ -542,17 +560,7 @@ class RawConn:
         while True:
             tag, body = self.recv_msg()
             if tag == b"D":
-                (n,) = struct.unpack("!H", body[:2])
-                pos, row = 2, []
-                for _ in range(n):
-                    (ln,) = struct.unpack("!i", body[pos:pos + 4])
-                    pos += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(body[pos:pos + ln].decode())
-                        pos += ln
-                rows.append(row)
+                rows.append(parse_datarow(body))
             elif tag == b"E":
                 err = parse_error(body)
             elif tag == b"Z":

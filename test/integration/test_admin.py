@@ -122,17 +122,7 @@ def read_result(conn):
                 pos += 18
                 res.cols.append((name, oid))
         elif tag == b"D":
-            (n,) = struct.unpack("!H", body[:2])
-            pos, row = 2, []
-            for _ in range(n):
-                (ln,) = struct.unpack("!i", body[pos:pos + 4])
-                pos += 4
-                if ln < 0:
-                    row.append(None)
-                else:
-                    row.append(body[pos:pos + ln].decode())
-                    pos += ln
-            res.rows.append(row)
+            res.rows.append(pvtest.parse_datarow(body))
         elif tag == b"C":
             res.tag = body.rstrip(b"\0").decode()
         elif tag == b"E":

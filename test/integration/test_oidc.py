@@ -20,8 +20,7 @@ import time
 import psycopg
 import pytest
 
-import pvtest
-from pvtest import TESTDB, PASSWORDS, wait_until
+from pvtest import TESTDB, PASSWORDS, REPL_PW, REPL_USER, wait_until
 
 jwt = pytest.importorskip("jwt")
 from cryptography.hazmat.primitives import serialization  # noqa: E402
@@ -442,25 +441,6 @@ def test_claims_escaped_in_log(op):
 
 # --- replication needs an explicit grant ------------------------------------------------
 
-REPL_USER, REPL_PW = "repluser", "repl-secret"
-
-
-@pytest.fixture(scope="module")
-def repl_cluster(pg_cluster):
-    """A REPLICATION role and a pg_hba `replication` line (as in test_replication.py)."""
-    with pg_cluster.connect() as c:
-        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [REPL_USER]).fetchone():
-            c.execute(f"CREATE ROLE {REPL_USER} LOGIN REPLICATION PASSWORD '{REPL_PW}'")
-        hba = os.path.join(pg_cluster.data, "pg_hba.conf")
-        line = f"host replication {REPL_USER} 127.0.0.1/32 scram-sha-256\n"
-        with open(hba) as f:
-            text = f.read()
-        if line not in text:
-            with open(hba, "a") as f:
-                f.write(line)
-        c.execute("SELECT pg_reload_conf()")
-    time.sleep(0.3)
-    return pg_cluster
 
 
 def test_replication_needs_explicit_grant(pooler, repl_cluster, idp):

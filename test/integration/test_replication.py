@@ -5,33 +5,14 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
-from pvtest import PASSWORDS, TESTDB, wait_until
+from pvtest import PASSWORDS, REPL_PW, REPL_USER, TESTDB, wait_until
 
-REPL_USER, REPL_PW = "repluser", "repl-secret"
 ADMIN_PW = "adm-secret"
 
 
-@pytest.fixture(scope="module")
-def repl_cluster(pg_cluster):
-    """The shared cluster plus a REPLICATION role and a pg_hba `replication` line."""
-    with pg_cluster.connect() as c:
-        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [REPL_USER]).fetchone():
-            c.execute(f"CREATE ROLE {REPL_USER} LOGIN REPLICATION PASSWORD '{REPL_PW}'")
-        hba = os.path.join(pg_cluster.data, "pg_hba.conf")
-        line = f"host replication {REPL_USER} 127.0.0.1/32 scram-sha-256\n"
-        with open(hba) as f:
-            text = f.read()
-        if line not in text:
-            with open(hba, "a") as f:
-                f.write(line)
-        c.execute("SELECT pg_reload_conf()")
-        assert int(c.execute("SHOW max_wal_senders").fetchone()[0]) > 0
-    time.sleep(0.3)
-    return pg_cluster
 
 
 @pytest.fixture
