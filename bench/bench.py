@@ -839,7 +839,7 @@ def render_rules(args, scen, opts_of, results, idle_rss, info):
     L.append("| scenario | classification | pgbouncer TPS | pgvigil TPS | pgvigil-rules TPS | **TPS ratio** "
              "| pgbouncer CPU µs/xact | pgvigil CPU µs/xact | pgvigil-rules CPU µs/xact | **CPU ratio** |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    path = {"-M simple": "uncached (literals: every text new)", "-M extended": "cached (same text with $1)",
+    path = {"-M simple": "cached by literal-free key (literals differ)", "-M extended": "cached (same text with $1)",
             "-M prepared": "cached (Parse once per connection)"}
     for s in scen:
         med = {}

@@ -72,6 +72,15 @@ const char *inspect_class_name(uint32_t single_bit);
 struct inspect_result *inspect_classify(const char *sql, size_t len);
 void inspect_release(struct inspect_result *r);
 
+/*
+ * The cache key for a text: sql with each literal replaced by a marker byte
+ * and each comment by a space, written to out (room for len bytes: a key is
+ * never longer) with its length in *out_len. false when the text has
+ * something the key could hide (dollar quotes, escape strings, backslashes,
+ * marker bytes, ...): then only the exact text is a key. Exposed for tests.
+ */
+bool inspect_literal_key(const char *sql, size_t len, char *out, size_t *out_len);
+
 /* Cache size (entries); 0 disables caching. Statistics for SHOW POLICY / bench. */
 void inspect_set_cache_size(size_t entries);
 void inspect_cache_stats(uint64_t *hits, uint64_t *misses);

@@ -164,6 +164,181 @@ static struct inspect_result *classify_uncached(const char *sql, size_t len)
 	return r;
 }
 
+/* ---- literal-free cache keys ---------------------------------------------------- */
+
+/*
+ * Statements that differ only in their literals classify the same, so the
+ * cache is keyed by the text with every literal replaced by a marker: that
+ * keeps `WHERE aid = 42` and `WHERE aid = 43` off the parser. The lexer below
+ * is deliberately narrower than PostgreSQL's: anything it is not sure about
+ * (dollar quotes, escape strings, backslashes, a number glued to a word)
+ * makes it give up, and the exact text is used as the key instead. Two texts
+ * may share a key only if they differ in literal contents and comments, never
+ * in a token the grammar could read differently.
+ */
+#define KEY_STRING   '\x01' /* '...' */
+#define KEY_INT      '\x02' /* at most 9 digits: fits every integer-only grammar slot */
+#define KEY_NUMERIC  '\x03' /* longer integers, decimals, exponents */
+#define KEY_MAX_INT_DIGITS 9
+#define KEY_STACK_BYTES    1024
+
+static bool ident_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '$' || c >= 0x80;
+}
+
+static bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Length of the comment at s[i] ("--" to end of line, nested C comments); 0 if unterminated. */
+static size_t comment_len(const char *s, size_t len, size_t i)
+{
+	size_t j = i + 2;
+	int depth = 1;
+
+	if (s[i] == '-') {
+		while (j < len && s[j] != '\n' && s[j] != '\r')
+			j++;
+		return j - i;
+	}
+	while (j + 1 < len) {
+		if (s[j] == '/' && s[j + 1] == '*') {
+			depth++;
+			j += 2;
+		} else if (s[j] == '*' && s[j + 1] == '/') {
+			j += 2;
+			if (--depth == 0)
+				return j - i;
+		} else {
+			j++;
+		}
+	}
+	return 0;
+}
+
+/* End (exclusive) of the quoted token at s[i] (q = ' or "); 0 if unterminated or a backslash is inside a string. */
+static size_t quoted_end(const char *s, size_t len, size_t i, char q)
+{
+	for (size_t j = i + 1; j < len; j++) {
+		if (q == '\'' && s[j] == '\\')
+			return 0; /* meaning depends on standard_conforming_strings */
+		if (s[j] != q)
+			continue;
+		if (j + 1 < len && s[j + 1] == q) {
+			j++;
+			continue;
+		}
+		return j + 1;
+	}
+	return 0;
+}
+
+/* End of the number at s[i], or 0 when it runs into something the key must not hide. */
+static size_t number_end(const char *s, size_t len, size_t i, bool *integer)
+{
+	size_t j = i;
+
+	while (j < len && is_digit(s[j]))
+		j++;
+	*integer = j - i <= KEY_MAX_INT_DIGITS;
+	if (j < len && s[j] == '.') {
+		*integer = false;
+		for (j++; j < len && is_digit(s[j]);)
+			j++;
+	}
+	if (j + 1 < len && (s[j] == 'e' || s[j] == 'E')) {
+		size_t k = j + 1;
+
+		if (s[k] == '+' || s[k] == '-')
+			k++;
+		if (k < len && is_digit(s[k])) {
+			*integer = false;
+			for (j = k; j < len && is_digit(s[j]);)
+				j++;
+		}
+	}
+	if (j < len && (ident_char(s[j]) || s[j] == '.'))
+		return 0;
+	return j;
+}
+
+bool inspect_literal_key(const char *s, size_t len, char *out, size_t *out_len)
+{
+	unsigned char prev = ' ';
+	size_t i = 0, o = 0, end;
+	bool integer;
+
+	/* A marker byte anywhere (even inside quotes) could make two keys meet. */
+	for (size_t k = 0; k < len; k++) {
+		if ((unsigned char)s[k] <= KEY_NUMERIC)
+			return false;
+	}
+	while (i < len) {
+		unsigned char c = s[i];
+
+		if (i + 1 < len && ((c == '-' && s[i + 1] == '-') || (c == '/' && s[i + 1] == '*'))) {
+			/* A comment is whitespace to the grammar (sqlcommenter tags vary per call). */
+			if ((end = comment_len(s, len, i)) == 0)
+				return false;
+			end += i;
+			c = ' ';
+		} else if (c == '"') {
+			if ((end = quoted_end(s, len, i, '"')) == 0)
+				return false;
+			memcpy(out + o, s + i, end - i);
+			o += end - i;
+			i = end;
+			prev = '"';
+			continue;
+		} else if (c == '\'') {
+			/* E'..', B'..', X'..', N'..', U&'..' carry their own escape rules: give up. */
+			if (ident_char(prev) || prev == '&' || (end = quoted_end(s, len, i, '\'')) == 0)
+				return false;
+			out[o++] = KEY_STRING;
+			prev = c;
+			i = end;
+			continue;
+		} else if (c == '$' && !ident_char(prev) && !(i + 1 < len && is_digit(s[i + 1]))) {
+			return false; /* a dollar-quoted string */
+		} else if (is_digit(c) && !ident_char(prev) && prev != '.') {
+			if ((end = number_end(s, len, i, &integer)) == 0)
+				return false;
+			out[o++] = integer ? KEY_INT : KEY_NUMERIC;
+			prev = c;
+			i = end;
+			continue;
+		} else {
+			end = i + 1;
+		}
+		out[o++] = (char)c;
+		prev = c;
+		i = end;
+	}
+	*out_len = o;
+	return true;
+}
+
+/*
+ * Only results that did not read a literal may be shared by every text with
+ * the same key: DO and function bodies are string literals, and
+ * set_config('search_path', ...) is classified by its first argument.
+ */
+static bool literal_sensitive(const struct inspect_result *r)
+{
+	if (r->classes & (SC_DO | SC_CREATE_FUNCTION))
+		return true;
+	for (int i = 0; i < r->n_functions; i++) {
+		const char *f = r->functions[i];
+
+		if (strcmp(f, "set_config") == 0 || strcmp(f, "pg_catalog.set_config") == 0)
+			return true;
+	}
+	return false;
+}
+
 /* ---- cache ------------------------------------------------------------------ */
 
 struct centry {
@@ -171,6 +346,7 @@ struct centry {
 	struct centry *lru_prev, *lru_next; /* most recently used at head */
 	uint64_t hash;
 	size_t len;
+	bool literal_key; /* text is an inspect_literal_key(), not a client's text */
 	struct inspect_result *res; /* the cache holds one reference */
 	char text[];
 };
@@ -312,16 +488,18 @@ static bool cache_ready(void)
 	return cache.buckets != NULL;
 }
 
-static struct centry *cache_find(const char *sql, size_t len, uint64_t hash)
+static struct centry *cache_find(const char *sql, size_t len, uint64_t hash, bool literal_key)
 {
 	for (struct centry *e = *bucket_of(hash); e; e = e->hnext) {
-		if (e->hash == hash && e->len == len && memcmp(e->text, sql, len) == 0)
+		if (e->hash == hash && e->len == len && e->literal_key == literal_key &&
+		    memcmp(e->text, sql, len) == 0)
 			return e;
 	}
 	return NULL;
 }
 
-static void cache_insert(const char *sql, size_t len, uint64_t hash, struct inspect_result *r)
+static void cache_insert(const char *sql, size_t len, uint64_t hash, bool literal_key,
+                         struct inspect_result *r)
 {
 	struct centry *e = malloc(sizeof(*e) + len);
 	struct centry **b;
@@ -333,6 +511,7 @@ static void cache_insert(const char *sql, size_t len, uint64_t hash, struct insp
 	memcpy(e->text, sql, len);
 	e->len = len;
 	e->hash = hash;
+	e->literal_key = literal_key;
 	e->res = r;
 	r->refs++;
 	b = bucket_of(hash);
@@ -342,29 +521,57 @@ static void cache_insert(const char *sql, size_t len, uint64_t hash, struct insp
 	cache.count++;
 }
 
+static struct inspect_result *cache_hit(struct centry *e)
+{
+	cache.hits++;
+	lru_unlink(e);
+	lru_push_front(e);
+	e->res->refs++;
+	return e->res;
+}
+
+/*
+ * Look up the literal-free key first, then the exact text (where results that
+ * depend on a literal are kept); classify on a miss and cache under the key
+ * the result allows.
+ */
 struct inspect_result *inspect_classify(const char *sql, size_t len)
 {
+	char small[KEY_STACK_BYTES], *key;
 	struct inspect_result *r;
 	struct centry *e;
-	uint64_t hash;
+	uint64_t khash = 0, hash;
+	size_t klen = 0;
+	bool keyed;
 
 	if (cache_limit() == 0 || len > CACHE_MAX_TEXT || !cache_ready()) {
 		cache.misses++;
 		return classify_uncached(sql, len);
 	}
-	hash = text_hash(sql, len);
-	e = cache_find(sql, len, hash);
-	if (e) {
-		cache.hits++;
-		lru_unlink(e);
-		lru_push_front(e);
-		e->res->refs++;
-		return e->res;
+	/* A key is never longer than its text; most texts fit on the stack. */
+	key = len <= sizeof(small) ? small : malloc(len);
+	keyed = key && inspect_literal_key(sql, len, key, &klen);
+	e = NULL;
+	if (keyed) {
+		khash = text_hash(key, klen);
+		e = cache_find(key, klen, khash, true);
 	}
-	cache.misses++;
-	r = classify_uncached(sql, len);
-	if (r)
-		cache_insert(sql, len, hash, r);
+	if (!e) {
+		hash = text_hash(sql, len);
+		e = cache_find(sql, len, hash, false);
+	}
+	if (e) {
+		r = cache_hit(e);
+	} else {
+		cache.misses++;
+		r = classify_uncached(sql, len);
+		if (r && keyed && !literal_sensitive(r))
+			cache_insert(key, klen, khash, true, r);
+		else if (r)
+			cache_insert(sql, len, hash, false, r);
+	}
+	if (key != small)
+		free(key);
 	return r;
 }
 

@@ -473,18 +473,18 @@ static void test_cache_lru(void **state)
 	(void)state;
 	inspect_set_cache_size(4);
 	for (int i = 0; i < 4; i++) {
-		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		snprintf(sql, sizeof(sql), "SELECT c%d", i); /* literals would share one key */
 		inspect_release(classify(sql));
 	}
-	inspect_release(classify("SELECT 0")); /* 0 becomes most recent; 1 is oldest */
-	inspect_release(classify("SELECT 4")); /* evicts 1 */
+	inspect_release(classify("SELECT c0")); /* c0 becomes most recent; c1 is oldest */
+	inspect_release(classify("SELECT c4")); /* evicts c1 */
 	inspect_cache_stats(&h0, &m0);
-	inspect_release(classify("SELECT 0"));
-	inspect_release(classify("SELECT 4"));
-	inspect_release(classify("SELECT 3"));
+	inspect_release(classify("SELECT c0"));
+	inspect_release(classify("SELECT c4"));
+	inspect_release(classify("SELECT c3"));
 	inspect_cache_stats(&h1, &m1);
 	assert_true(h1 == h0 + 3 && m1 == m0);
-	r = classify("SELECT 1");
+	r = classify("SELECT c1");
 	inspect_cache_stats(&h1, &m1);
 	assert_true(m1 == m0 + 1);
 	inspect_release(r);
@@ -497,8 +497,8 @@ static void test_cache_refcount(void **state)
 	(void)state;
 	inspect_set_cache_size(2);
 	held = classify("DELETE FROM held_t");
-	inspect_release(classify("SELECT 'a'"));
-	inspect_release(classify("SELECT 'b'")); /* evicts the held entry */
+	inspect_release(classify("SELECT a"));
+	inspect_release(classify("SELECT b")); /* evicts the held entry */
 	/* still valid (ASan would flag a use after free) */
 	assert_int_equal(held->classes, SC_DELETE);
 	assert_string_equal(held->tables[0], "held_t");
