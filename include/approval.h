@@ -6,7 +6,8 @@
  * timeout, the client's CancelRequest) and the APPROVE ... FOR map that lets
  * the same identity run the same statement fingerprint again without asking.
  * Holding and releasing the message on the packet path is rules.c; the admin
- * commands are admin.c / admin_show.c. Event loop thread only.
+ * commands are admin.c / admin_show.c. Holds and decisions are announced to
+ * approval.webhook (webhook.h) when the policy has one. Event loop thread only.
  */
 #ifndef PV_APPROVAL_H
 #define PV_APPROVAL_H
@@ -35,8 +36,15 @@ struct approval {
 	enum approval_state state;
 	char *rule;
 	char *subject; /* identity subject; NULL for a token-less login */
-	char *database, *db_user;
+	char *provider; /* the identity's provider; NULL for a token-less login */
+	char **groups;  /* the identity's groups (webhook) */
+	size_t n_groups;
+	char *database, *db_user, *app_name;
 	char statement[APPROVAL_STMT_MAX + 1];
+	char *text; /* the statement for the webhook: first WEBHOOK_STMT_MAX bytes, raw */
+	size_t text_len;
+	char *approver;          /* who decided: identity subject or login name; NULL: pending */
+	char *approver_provider; /* set when the approver logged in with a token */
 	uint64_t fingerprint;
 	usec_t created, deadline;
 	char *reason;          /* DENY reason, or APPROVE ... FOR note; NULL: none */
@@ -57,6 +65,9 @@ struct approval *approval_find_pending(uint64_t id);
  */
 void approval_decide(struct approval *a, enum approval_state state, const char *who,
                      const char *reason);
+/* The same, decided by a token identity: who is its subject, provider its provider. */
+void approval_decide_as(struct approval *a, enum approval_state state, const char *who,
+                        const char *provider, const char *reason);
 /* APPROVE ... FOR: a's identity may run a's fingerprint until until. False on OOM. */
 bool approval_allow_for(const struct approval *a, usec_t until);
 /* Does an APPROVE ... FOR cover c running fingerprint now? */

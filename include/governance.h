@@ -36,6 +36,11 @@
  *       message: text for the client
  *   default: allow               # when no rule matches
  *   unparsable: deny             # text the parser rejects (default deny)
+ *   approval:
+ *     timeout: 300s
+ *     approvers: {groups: [dba-oncall]}   # token logins to the admin console
+ *     webhook: {url: https://..., timeout: 5s, ca_file: .., secret_file: ..,
+ *               allow_insecure_loopback: false}   # or just the URL
  *
  * Unknown keys are errors. Every error is "file:line: what is wrong".
  * Loading happens at startup (fatal) and on RELOAD (a bad file keeps the
@@ -116,6 +121,16 @@ struct gov_rule {
 	char *message; /* NULL: none */
 };
 
+/* approval.webhook (webhook.h): where held and decided statements are announced. */
+struct gov_webhook {
+	char *url;     /* NULL: no webhook */
+	char *ca_file; /* resolved path; NULL = system CAs */
+	bool allow_insecure_loopback; /* http:// to loopback (tests) */
+	int64_t timeout;              /* seconds per POST */
+	unsigned char *secret;        /* secret_file's content, read at load; NULL: unsigned */
+	size_t secret_len;
+};
+
 struct gov_policy {
 	char *path;
 	/* rules (rules.h): first match decides; else default_action */
@@ -133,6 +148,8 @@ struct gov_policy {
 	size_t n_grants;
 	bool allow_plaintext_loopback;
 	int64_t approval_timeout; /* seconds a held statement waits for a decision */
+	struct gov_strlist approver_groups; /* identities in these may APPROVE/DENY */
+	struct gov_webhook webhook;
 };
 
 /* Parse a policy file; NULL with "file:line: reason" in err. */
@@ -160,5 +177,7 @@ const struct gov_provider *gov_find_provider_by_issuer(const struct gov_policy *
  */
 bool gov_grant_allows(const struct gov_policy *pol, const struct pv_identity *id,
                       const char *db_user, bool replication);
+/* Is this identity in approval.approvers.groups (may decide held statements)? */
+bool gov_is_approver(const struct gov_policy *pol, const struct pv_identity *id);
 
 #endif

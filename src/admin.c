@@ -11,6 +11,8 @@
 #include "log.h"
 #include "peer.h"
 #include "approval.h"
+#include "governance.h"
+#include "oidc.h"
 
 #include <ctype.h>
 #include <event2/event.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CMD_MAX   15
@@ -121,10 +124,36 @@ static bool admin_send_welcome(struct pv_socket *c)
 	return true;
 }
 
+/*
+ * A token login to the console: the identity's approver groups are what let it
+ * in (no grant, no db_user: the console is not a database role). It is never
+ * an admin_users / stats_users login, whatever startup user it names: those
+ * names stand for password identities.
+ */
+static void approver_login(struct pv_socket *c)
+{
+	char subject[512];
+
+	oidc_log_escape(c->identity->subject, subject, sizeof(subject));
+	if (!gov_is_approver(gov_active(), c->identity)) {
+		slog_info(c, "admin login refused: subject=%s provider=%s is not in approver groups",
+		          subject, c->identity->provider);
+		client_fatal(c, "08P01", "not allowed");
+		return;
+	}
+	slog_info(c, "admin login as approver: subject=%s provider=%s", subject,
+	          c->identity->provider);
+	admin_send_welcome(c);
+}
+
 void admin_login_ok(struct pv_socket *c)
 {
 	const char *user = c->startup_user;
 
+	if (c->identity) {
+		approver_login(c);
+		return;
+	}
 	if (admin_is_own_user(c) || config_list_contains(G.cf->admin_users, user)) {
 		c->admin_user = true;
 	} else if (config_list_contains(G.cf->stats_users, user) || G.cf->auth_type == AUTH_ANY) {
@@ -1006,6 +1035,42 @@ static enum cmd_result cmd_kill_client(struct pv_socket *c, const struct admin_c
 
 /* --- approvals (approval.h) ------------------------------------------------------------ */
 
+/* A token login to the console: it may only see and decide held statements. */
+static bool is_approver(const struct pv_socket *c)
+{
+	return c->identity && !c->admin_user && !c->stats_user;
+}
+
+/*
+ * What an approver may run, checked per command so that a RELOAD that drops
+ * their group, or the token's expiry, ends their rights on the open session.
+ */
+static bool approver_may_run(struct pv_socket *c, const struct admin_cmd *cmd)
+{
+	bool cmd_ok = strcasecmp(cmd->cmd, "APPROVE") == 0 || strcasecmp(cmd->cmd, "DENY") == 0 ||
+	              (strcasecmp(cmd->cmd, "SHOW") == 0 && strcasecmp(cmd->arg, "APPROVALS") == 0);
+
+	if (!cmd_ok || !gov_is_approver(gov_active(), c->identity)) {
+		reply_error(c, "admin access needed");
+		return false;
+	}
+	if (c->identity->exp && c->identity->exp <= (int64_t)time(NULL)) {
+		reply_error(c, "token expired: log in again");
+		return false;
+	}
+	return true;
+}
+
+/* Decide as the login: an identity (subject + provider) or the admin user name. */
+static void decide(struct pv_socket *c, struct approval *a, enum approval_state st,
+                   const char *reason)
+{
+	if (is_approver(c))
+		approval_decide_as(a, st, c->identity->subject, c->identity->provider, reason);
+	else
+		approval_decide(a, st, c->startup_user, reason);
+}
+
 /* The pending approval cmd names; NULL after replying an error. */
 static struct approval *decision_target(struct pv_socket *c, const struct admin_cmd *cmd)
 {
@@ -1057,6 +1122,12 @@ static enum cmd_result cmd_approve(struct pv_socket *c, const struct admin_cmd *
 
 	if (!a)
 		return CMD_DONE;
+	/* Four eyes: an approver identity never approves its own statement (admins may). */
+	if (is_approver(c) && a->subject && strcmp(a->subject, c->identity->subject) == 0) {
+		reply_error(c, "approval %llu is your own statement: another approver must decide",
+		            (unsigned long long)a->id);
+		return CMD_DONE;
+	}
 	if (cmd->value[0] && !parse_for(cmd->value, &secs)) {
 		reply_error(c, "invalid command '%s', use APPROVE <id> [FOR <n>s|m|h|d]", cmd->query);
 		return CMD_DONE;
@@ -1073,7 +1144,7 @@ static enum cmd_result cmd_approve(struct pv_socket *c, const struct admin_cmd *
 	}
 	if (secs)
 		snprintf(note, sizeof(note), "same statement allowed for %llds", (long long)secs);
-	approval_decide(a, APPROVAL_APPROVED, c->startup_user, note);
+	decide(c, a, APPROVAL_APPROVED, note);
 	reply_ok(c, "APPROVE");
 	return CMD_DONE;
 }
@@ -1084,7 +1155,7 @@ static enum cmd_result cmd_deny(struct pv_socket *c, const struct admin_cmd *cmd
 
 	if (!a)
 		return CMD_DONE;
-	approval_decide(a, APPROVAL_DENIED, c->startup_user, cmd->value);
+	decide(c, a, APPROVAL_DENIED, cmd->value);
 	reply_ok(c, "DENY");
 	return CMD_DONE;
 }
@@ -1215,7 +1286,8 @@ static enum cmd_result cmd_show(struct pv_socket *c, const struct admin_cmd *cmd
 		reply_error(c, "invalid command '%s', use SHOW HELP;", cmd->query);
 		return CMD_DONE;
 	}
-	if (sh->admin_only && !c->admin_user) {
+	/* run_command() let an approver through for SHOW APPROVALS only */
+	if (sh->admin_only && !c->admin_user && !is_approver(c)) {
 		reply_error(c, "admin access needed");
 		return CMD_DONE;
 	}
@@ -1260,10 +1332,12 @@ static enum cmd_result run_command(struct pv_socket *c, const char *q)
 		reply_error(c, "invalid command '%s', use SHOW HELP;", q);
 		return CMD_DONE;
 	}
+	if (is_approver(c) && !approver_may_run(c, &cmd))
+		return CMD_DONE;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcasecmp(cmd.cmd, commands[i].name) != 0)
 			continue;
-		if (commands[i].admin_only && !c->admin_user) {
+		if (commands[i].admin_only && !c->admin_user && !is_approver(c)) {
 			reply_error(c, "admin access needed");
 			return CMD_DONE;
 		}

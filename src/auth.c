@@ -271,8 +271,10 @@ static bool handle_oidc(struct pv_socket *c, const char *token)
 	oidc_log_escape(groups, groups_esc, sizeof(groups_esc));
 	oidc_log_escape(id->subject, subject_esc, sizeof(subject_esc));
 	/* Unknown and not-granted roles get the same reply: grants never look at auth_file.
-	 * Replication (whole-database copies) needs a grant that says replication: true. */
-	if (!gov_grant_allows(pol, id, c->startup_user, c->replication != REPL_NONE)) {
+	 * Replication (whole-database copies) needs a grant that says replication: true.
+	 * The admin console is no database role: approver groups decide (admin_login_ok). */
+	if (!c->pool->db->is_admin &&
+	    !gov_grant_allows(pol, id, c->startup_user, c->replication != REPL_NONE)) {
 		slog_info(c,
 			  "oidc login refused: role not granted: subject=%s provider=%s groups=%s%s",
 			  subject_esc, id->provider, groups_esc,

@@ -15,6 +15,7 @@
 #include "oidc.h"
 #include "rules.h"
 #include "util.h"
+#include "webhook.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -785,22 +786,10 @@ static bool k_ap_timeout(struct gparser *ps, yaml_node_t *v, void *o)
 	return pol->approval_timeout > 0 ? true : fail(ps, v, "approval timeout must be positive");
 }
 
-/*
- * Approver groups need an identity on the admin connection, and admin logins
- * cannot carry an OIDC token yet: the list is checked and ignored with a
- * warning (only admin_users approve), so a file written for later loads now.
- */
+/* Identities in these groups may log in to the admin console with a token and decide. */
 static bool k_apr_groups(struct gparser *ps, yaml_node_t *v, void *o)
 {
-	struct gov_strlist groups = {0};
-	(void)o;
-	if (!get_strlist(ps, v, "approvers groups", &groups))
-		return false;
-	log_warning("%s: approval.approvers.groups ignored: admin logins carry no identity yet, "
-	            "only admin_users approve",
-	            ps->origin);
-	strlist_free(&groups);
-	return true;
+	return get_strlist(ps, v, "approvers groups", &((struct gov_policy *)o)->approver_groups);
 }
 
 static const struct gov_key approvers_keys[] = {{"groups", k_apr_groups}};
@@ -811,9 +800,93 @@ static bool k_ap_approvers(struct gparser *ps, yaml_node_t *v, void *o)
 	                     sizeof(approvers_keys) / sizeof(approvers_keys[0]), o);
 }
 
+#define HOOK(o) (&((struct gov_policy *)(o))->webhook)
+
+static bool k_wh_url(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_string(ps, v, "webhook url", &HOOK(o)->url);
+}
+
+static bool k_wh_timeout(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	if (!get_number(ps, v, "webhook timeout", WEBHOOK_MAX_TIMEOUT, true, &HOOK(o)->timeout))
+		return false;
+	return HOOK(o)->timeout > 0 ? true : fail(ps, v, "webhook timeout must be positive");
+}
+
+static bool k_wh_ca_file(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_path(ps, v, "webhook ca_file", &HOOK(o)->ca_file);
+}
+
+static bool k_wh_insecure(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	return get_bool(ps, v, "allow_insecure_loopback", &HOOK(o)->allow_insecure_loopback);
+}
+
+#define WEBHOOK_SECRET_MAX 4096
+
+/* The HMAC key: read now (never at notification time); trailing newlines are not part of it. */
+static bool k_wh_secret_file(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_webhook *w = HOOK(o);
+	char *path = NULL;
+	FILE *f;
+	size_t len;
+
+	if (!get_path(ps, v, "webhook secret_file", &path))
+		return false;
+	f = fopen(path, "rb");
+	free(path);
+	if (!f)
+		return fail(ps, v, "webhook secret_file: %s", strerror(errno));
+	w->secret = malloc(WEBHOOK_SECRET_MAX + 1);
+	len = w->secret ? fread(w->secret, 1, WEBHOOK_SECRET_MAX + 1, f) : 0;
+	if (!w->secret || ferror(f)) {
+		fclose(f);
+		return fail(ps, v, "webhook secret_file: %s", w->secret ? "read error" : "out of memory");
+	}
+	fclose(f);
+	if (len > WEBHOOK_SECRET_MAX)
+		return fail(ps, v, "webhook secret_file is larger than %d bytes", WEBHOOK_SECRET_MAX);
+	while (len && (w->secret[len - 1] == '\n' || w->secret[len - 1] == '\r'))
+		len--;
+	w->secret_len = len;
+	return len ? true : fail(ps, v, "webhook secret_file is empty");
+}
+
+static const struct gov_key webhook_keys[] = {
+    {"url", k_wh_url},
+    {"timeout", k_wh_timeout},
+    {"ca_file", k_wh_ca_file},
+    {"allow_insecure_loopback", k_wh_insecure},
+    {"secret_file", k_wh_secret_file},
+};
+
+/* `webhook: URL` or a mapping; the URL is checked once the flags are known. */
+static bool k_ap_webhook(struct gparser *ps, yaml_node_t *v, void *o)
+{
+	struct gov_webhook *w = HOOK(o);
+	const char *bad;
+
+	w->timeout = WEBHOOK_DEFAULT_TIMEOUT;
+	if (v->type == YAML_SCALAR_NODE) {
+		if (!k_wh_url(ps, v, o))
+			return false;
+	} else if (!parse_mapping(ps, v, "webhook", webhook_keys,
+	                          sizeof(webhook_keys) / sizeof(webhook_keys[0]), o)) {
+		return false;
+	}
+	if (!w->url)
+		return fail(ps, v, "webhook needs a url");
+	bad = webhook_url_refused(w->url, w->allow_insecure_loopback);
+	return bad ? fail(ps, v, "webhook url %s", bad) : true;
+}
+
 static const struct gov_key approval_keys[] = {
     {"timeout", k_ap_timeout},
     {"approvers", k_ap_approvers},
+    {"webhook", k_ap_webhook},
 };
 
 static bool parse_approval(struct gparser *ps, yaml_node_t *n)
@@ -1040,6 +1113,12 @@ void gov_free(struct gov_policy *pol)
 	for (size_t i = 0; i < pol->n_grants; i++)
 		grant_free(&pol->grants[i]);
 	free(pol->grants);
+	strlist_free(&pol->approver_groups);
+	free(pol->webhook.url);
+	free(pol->webhook.ca_file);
+	if (pol->webhook.secret)
+		explicit_bzero(pol->webhook.secret, pol->webhook.secret_len);
+	free(pol->webhook.secret);
 	free(pol->path);
 	free(pol);
 }
@@ -1115,5 +1194,13 @@ bool gov_grant_allows(const struct gov_policy *pol, const struct pv_identity *id
 		if (strlist_has(&g->db_users, db_user) && grant_matches(g, id))
 			return true;
 	}
+	return false;
+}
+
+bool gov_is_approver(const struct gov_policy *pol, const struct pv_identity *id)
+{
+	for (size_t i = 0; pol && id && i < id->n_groups; i++)
+		if (strlist_has(&pol->approver_groups, id->groups[i]))
+			return true;
 	return false;
 }

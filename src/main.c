@@ -18,6 +18,7 @@
 #include "stats.h"
 #include "tls.h"
 #include "varcache.h"
+#include "webhook.h"
 
 #include <ares.h>
 #include <errno.h>
@@ -472,6 +473,7 @@ int main(int argc, char **argv)
 	metrics_stop();
 	stats_stop();
 	janitor_stop();
+	webhook_stop(); /* before jwks_stop(): both hold libcurl */
 	jwks_stop();
 	log_info("shutting down");
 	return 0;
