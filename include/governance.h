@@ -36,6 +36,16 @@
  *       message: text for the client
  *   default: allow               # when no rule matches
  *   unparsable: deny             # text the parser rejects (default deny)
+ *   masks:                       # mask_catalog.h, doc/governance.md#masking
+ *     - name: cards              # unique
+ *       columns: [app.customers.card_number, "*.*.credit_card"]
+ *       detect: [credit_card]    # and/or content detectors (mask_value.h)
+ *       method: partial          # redact | partial | hash | null | email
+ *       keep_last: 4             # partial only; key_file: hash only (16..64 bytes)
+ *       except: {groups: [billing-admins]}
+ *   derived: deny                # or mask
+ *   predicates: allow            # or deny
+ *   mask_refresh: 60s            # catalog re-resolution interval
  *   approval:
  *     timeout: 300s
  *     approvers: {groups: [dba-oncall]}   # token logins to the admin console
@@ -59,6 +69,7 @@ struct pv_config;
 struct oidc_keyset;
 struct jwks_source;
 struct pv_identity;
+struct mask_rule;
 
 #define GOV_DEFAULT_MAX_TOKEN 16384
 #define GOV_LIMIT_MAX_TOKEN   65536
@@ -148,6 +159,12 @@ struct gov_policy {
 	size_t n_grants;
 	bool allow_plaintext_loopback;
 	int64_t approval_timeout; /* seconds a held statement waits for a decision */
+	/* masking (mask_catalog.h; parsed by mask_policy.c) */
+	struct mask_rule *masks;
+	size_t n_masks;
+	bool derived_mask;    /* derived: mask (default deny) */
+	bool predicates_deny; /* predicates: deny (default allow) */
+	int64_t mask_refresh; /* mask_refresh: seconds between catalog resolutions */
 	struct gov_strlist approver_groups; /* identities in these may APPROVE/DENY */
 	struct gov_webhook webhook;
 };

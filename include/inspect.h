@@ -42,6 +42,39 @@ enum stmt_class {
 	SC_OTHER = 1u << 22,
 };
 
+/*
+ * Where a column reference sits, for masking (issue 8 item 4). PostgreSQL
+ * names a result column's source table and column in RowDescription only for
+ * a plain column reference, so the rewriter can mask OUTPUT and RETURNING
+ * references by catalog; everything else must be found here.
+ */
+enum colref_ctx {
+	CR_OUTPUT = 1u << 0,	/* plain column or star in the top-level target list */
+	CR_DERIVED = 1u << 1,	/* inside an expression, call, set operation, sub-select, VALUES */
+	CR_PREDICATE = 1u << 2, /* WHERE, JOIN, GROUP/ORDER BY, HAVING, window, DISTINCT ON, LIMIT */
+	CR_WHOLEROW = 1u << 3,	/* whole-row reference (t, t.* inside an expression) */
+	CR_WRITE = 1u << 4,	/* flows into storage or code: INSERT SELECT, CTAS, views, COPY (q), DO */
+	CR_RETURNING = 1u << 5, /* plain column in RETURNING */
+};
+
+/*
+ * One column reference, aliases resolved through FROM, JOIN, subqueries and
+ * CTEs. table NULL: an unqualified column that could come from several
+ * relations (any table of the statement). column NULL: all columns of table
+ * (whole row, or a column renamed by an alias list); "*" for a plain star
+ * output. Names are as PostgreSQL folds them (lower case unless quoted).
+ */
+struct inspect_colref {
+	char *schema; /* as written, or NULL */
+	char *table;
+	char *column;
+	uint8_t ctx;	    /* OR of enum colref_ctx */
+	int16_t output_pos; /* CR_DERIVED: 1-based top-level output column; 0 none; -1 unknown */
+};
+
+/* At most this many distinct references are kept; beyond, colrefs_truncated. */
+#define INSPECT_MAX_COLREFS 256
+
 /* One classified SQL text (all statements of a multi-statement string merged). */
 struct inspect_result {
 	uint32_t classes;	 /* OR of enum stmt_class */
@@ -57,6 +90,9 @@ struct inspect_result {
 	int n_prepared_names;
 	char **executed_names;	 /* EXECUTE name(s) used by this text */
 	int n_executed_names;
+	struct inspect_colref *colrefs; /* literal-independent, so cached with the rest */
+	int n_colrefs;
+	bool colrefs_truncated; /* more than INSPECT_MAX_COLREFS: treat as touching everything */
 	int refs;		 /* cache reference count; use inspect_release() */
 };
 

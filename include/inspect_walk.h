@@ -15,6 +15,14 @@ struct strvec {
 	int cap;
 };
 
+/* Column references collected so far (src/inspect_cols.c); at most INSPECT_MAX_COLREFS. */
+struct colvec {
+	struct inspect_colref *v;
+	int n;
+	int cap;
+	bool truncated;
+};
+
 /* What one classification accumulates while walking (nested texts included). */
 struct inspect_acc {
 	uint32_t classes;
@@ -26,6 +34,7 @@ struct inspect_acc {
 	struct strvec functions;
 	struct strvec prepared;
 	struct strvec executed;
+	struct colvec colrefs;
 };
 
 /*
@@ -37,5 +46,19 @@ void inspect_walk_text(struct inspect_acc *acc, const char *sql, int depth);
 /* Move the sorted, de-duplicated strings into *out / *n; the vector is left empty. */
 void strvec_finish(struct strvec *sv, char ***out, int *n);
 void strvec_free(struct strvec *sv);
+
+/*
+ * Column references of one parsed statement (libpg_query JSON, a jansson
+ * json_t) into acc->colrefs. nested: the statement comes from a DO block or
+ * function body, so every reference is CR_WRITE | CR_DERIVED.
+ */
+struct json_t;
+void inspect_cols_stmt(struct inspect_acc *acc, struct json_t *stmt, bool nested);
+/* A multi-statement text: which result set a position means is unknown. */
+void inspect_cols_positions_unknown(struct inspect_acc *acc);
+/* Move the references into a result; the vector is left empty. */
+void colvec_finish(struct colvec *cv, struct inspect_colref **out, int *n, bool *truncated);
+void colvec_free(struct colvec *cv);
+void colrefs_free(struct inspect_colref *v, int n);
 
 #endif

@@ -33,6 +33,7 @@ struct pkt;
 struct ssl_st;
 struct pv_identity;
 struct approval;
+struct mask_db;
 
 enum sock_state {
 	SOCK_FREE,
@@ -62,6 +63,7 @@ struct pv_database {
 	int client_count;
 	int server_count;
 	usec_t inactive_since; /* autodb reaping */
+	struct mask_db *mask_cat; /* mask_catalog.c: resolved masked columns; owned there */
 };
 
 /* A user name known to the pooler (auth_file, [users], or forced user). */
@@ -136,6 +138,7 @@ enum server_task {
 	TASK_CHECK,    /* server_check_query */
 	TASK_CONNECT_QUERY,
 	TASK_AUTH_QUERY, /* auth_query for a parked login client (auth_query.c) */
+	TASK_MASK_CATALOG, /* masking column catalog query, or waiting for one (mask_catalog.c) */
 };
 
 /* Client login progress. */
@@ -323,6 +326,11 @@ int pool_server_count(const struct pv_pool *pool);
 
 /* A client has a request: link it to a server or queue it. Returns true if linked now. */
 bool pool_request_server(struct pv_socket *client);
+/*
+ * After linking: run the SET that syncs client's tracked parameters on server.
+ * true: the request can go now; false: the client is woken when the SET is done.
+ */
+bool pool_link_sync_vars(struct pv_socket *client, struct pv_socket *server);
 /* A server finished its work (transaction end, task end, login): hand it on. */
 void pool_release_server(struct pv_socket *server);
 /* Unlink client and server; the server goes to the idle/used/tested path or is closed. */

@@ -23,6 +23,7 @@ declare -A SPEC=(
   [fuzz_authfile]="src/authfile.c src/scram.c src/util.c|-lcrypto|4096"
   [fuzz_scram]="src/scram.c src/util.c|-lcrypto|1024"
   [fuzz_proto]="src/proto.c src/util.c|-lcrypto|4096"
+  [fuzz_mask_scan]="src/mask_value.c src/util.c|-lcrypto|4096"
 )
 
 command -v "$cc" >/dev/null || { echo "fuzz.sh: $cc not found" >&2; exit 1; }

@@ -15,6 +15,7 @@
 #include "replication.h"
 #include "rules.h"
 #include "approval.h"
+#include "mask_catalog.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -481,6 +482,35 @@ static void approval_row(const struct approval *a, void *arg)
 	res_int(r, (long long)((now - a->created) / USEC_PER_SEC));
 	res_int(r, (long long)((left + USEC_PER_SEC - 1) / USEC_PER_SEC)); /* seconds left */
 	res_row_end(r);
+}
+
+static void mask_row(void *arg, const struct mask_show_row *m)
+{
+	struct admin_res *r = arg;
+
+	res_row_begin(r);
+	res_text(r, m->database);
+	res_text(r, m->rule->name);
+	res_text(r, m->schema);
+	res_text(r, m->table);
+	res_text(r, m->column);
+	if (m->table_oid) {
+		res_uint(r, m->table_oid);
+		res_int(r, m->attnum);
+	} else {
+		res_text(r, NULL);
+		res_text(r, NULL);
+	}
+	res_text(r, mask_method_name(m->rule->spec.method));
+	res_text(r, m->via ? m->via : "");
+	res_time(r, m->resolved_at); /* NULL for detect rules */
+	res_row_end(r);
+}
+
+/* Resolved columns per database, then one row per detect rule (mask_catalog.h). */
+static void show_masks(struct admin_res *r)
+{
+	mask_catalog_show(mask_row, r);
 }
 
 /* Statements held for a decision, oldest first (approval.h). */
@@ -1197,6 +1227,10 @@ static const struct admin_col cols_approvals[] = {
     {"id", Q},        {"rule", S},      {"subject", S}, {"database", S},
     {"db_user", S},   {"statement", S}, {"age_s", Q},   {"timeout_s", Q},
 };
+static const struct admin_col cols_masks[] = {
+    {"database", S}, {"mask", S},   {"schema", S}, {"table", S},	   {"column", S},
+    {"table_oid", Q}, {"attnum", I}, {"method", S}, {"via_view", S}, {"resolved_at", S},
+};
 static const struct admin_col cols_state[] = {{"key", S}, {"value", S}};
 static const struct admin_col cols_version[] = {{"version", S}};
 
@@ -1231,6 +1265,7 @@ static const struct admin_show shows[] = {
     SHOW("SESSIONS", false, cols_sessions, show_sessions),
     SHOW("POLICY", false, cols_policy, show_policy),
     SHOW("APPROVALS", true, cols_approvals, show_approvals),
+    SHOW("MASKS", false, cols_masks, show_masks),
 };
 
 const struct admin_show *admin_show_find(const char *name)

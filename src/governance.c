@@ -8,12 +8,14 @@
  * adding a row to `sections` and a field to struct gov_policy.
  */
 #include "governance.h"
+#include "gov_parse.h"
 #include "config.h"
 #include "inspect.h"
 #include "jwks.h"
 #include "log.h"
 #include "oidc.h"
 #include "rules.h"
+#include "mask_catalog.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -28,222 +30,6 @@
 #include <yaml.h>
 
 #define GOV_MAX_FILE    (4u * 1024 * 1024)
-#define GOV_MAX_ENTRIES 4096 /* per sequence */
-
-struct gparser {
-	yaml_document_t doc;
-	const char *origin;
-	const char *base_dir;
-	char *err;
-	size_t errlen;
-	struct gov_policy *pol;
-};
-
-static bool fail(struct gparser *ps, const yaml_node_t *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static bool fail(struct gparser *ps, const yaml_node_t *at, const char *fmt, ...)
-{
-	char msg[384];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(ps->err, ps->errlen, "%s:%zu: %s", ps->origin, at ? at->start_mark.line + 1 : 1,
-	         msg);
-	return false;
-}
-
-static yaml_node_t *node_at(struct gparser *ps, int index)
-{
-	return yaml_document_get_node(&ps->doc, index);
-}
-
-/* --- scalars ------------------------------------------------------------------ */
-
-static const char *scalar(const yaml_node_t *n)
-{
-	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static bool get_string(struct gparser *ps, yaml_node_t *n, const char *what, char **out)
-{
-	const char *s = scalar(n);
-	if (!s || !s[0])
-		return fail(ps, n, "%s must be a non-empty string", what);
-	if (*out)
-		return fail(ps, n, "%s given twice", what);
-	*out = strdup(s);
-	return *out ? true : fail(ps, n, "out of memory");
-}
-
-static bool get_bool(struct gparser *ps, yaml_node_t *n, const char *what, bool *out)
-{
-	static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no",
-	                                                                       "off"};
-	const char *s = scalar(n);
-	for (size_t i = 0; s && i < 3; i++) {
-		if (strcasecmp(s, yes[i]) == 0)
-			return *out = true, true;
-		if (strcasecmp(s, no[i]) == 0)
-			return *out = false, true;
-	}
-	return fail(ps, n, "%s must be true or false", what);
-}
-
-/* Non-negative integer with an optional unit suffix from units (NULL: none allowed). */
-static bool get_number(struct gparser *ps, yaml_node_t *n, const char *what, int64_t max,
-                       bool duration, int64_t *out)
-{
-	const char *s = scalar(n);
-	char *end;
-	long long v;
-	int64_t mult = 1;
-
-	if (!s || !s[0] || s[0] == '-' || s[0] == '+')
-		goto bad;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s)
-		goto bad;
-	if (duration && *end) {
-		if (strcmp(end, "s") == 0)
-			mult = 1;
-		else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
-			mult = 60;
-		else if (strcmp(end, "h") == 0)
-			mult = 3600;
-		else
-			goto bad;
-	} else if (*end) {
-		goto bad;
-	}
-	if (v > max / mult)
-		return fail(ps, n, "%s is too large (at most %lld)", what, (long long)max);
-	*out = v * mult;
-	return true;
-bad:
-	return fail(ps, n, "%s must be %s", what,
-	            duration ? "a duration like 60s, 5m or 1h" : "a non-negative integer");
-}
-
-/* A sequence of non-empty strings (a bare scalar counts as a one-element list). */
-static bool get_strlist(struct gparser *ps, yaml_node_t *n, const char *what,
-                        struct gov_strlist *out)
-{
-	yaml_node_item_t *it;
-	size_t count;
-
-	if (out->v)
-		return fail(ps, n, "%s given twice", what);
-	if (n->type == YAML_SCALAR_NODE) {
-		out->v = calloc(1, sizeof(char *));
-		if (!out->v)
-			return fail(ps, n, "out of memory");
-		out->n = 1;
-		return get_string(ps, n, what, &out->v[0]);
-	}
-	if (n->type != YAML_SEQUENCE_NODE)
-		return fail(ps, n, "%s must be a list of strings", what);
-	count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-	if (count == 0)
-		return fail(ps, n, "%s must not be empty", what);
-	if (count > GOV_MAX_ENTRIES)
-		return fail(ps, n, "%s has too many entries", what);
-	out->v = calloc(count, sizeof(char *));
-	if (!out->v)
-		return fail(ps, n, "out of memory");
-	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-		yaml_node_t *e = node_at(ps, *it);
-		if (!get_string(ps, e, what, &out->v[out->n]))
-			return false;
-		out->n++;
-	}
-	return true;
-}
-
-static bool strlist_has(const struct gov_strlist *l, const char *s)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->v[i], s) == 0)
-			return true;
-	return false;
-}
-
-static void strlist_free(struct gov_strlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-/* --- mappings driven by key tables ---------------------------------------------- */
-
-typedef bool (*key_fn)(struct gparser *ps, yaml_node_t *val, void *obj);
-
-struct gov_key {
-	const char *name;
-	key_fn parse;
-};
-
-/* Walk a mapping: every key must be in keys, once. */
-static bool parse_mapping(struct gparser *ps, yaml_node_t *n, const char *what,
-                          const struct gov_key *keys, size_t nkeys, void *obj)
-{
-	uint64_t seen = 0;
-
-	if (n->type != YAML_MAPPING_NODE)
-		return fail(ps, n, "%s must be a mapping", what);
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
-	     p++) {
-		yaml_node_t *k = node_at(ps, p->key), *v = node_at(ps, p->value);
-		const char *name = scalar(k);
-		size_t i;
-		if (!name)
-			return fail(ps, k, "keys of %s must be strings", what);
-		for (i = 0; i < nkeys && strcmp(keys[i].name, name) != 0; i++)
-			;
-		if (i == nkeys)
-			return fail(ps, k, "unknown key \"%s\" in %s", name, what);
-		if (seen & (1ull << i))
-			return fail(ps, k, "duplicate key \"%s\" in %s", name, what);
-		seen |= 1ull << i;
-		if (!keys[i].parse(ps, v, obj))
-			return false;
-	}
-	return true;
-}
-
-/* For a sequence of mappings: calls each(ps, item, index) after sizing the array. */
-static bool parse_sequence(struct gparser *ps, yaml_node_t *n, const char *what, size_t elem,
-                           void **arr, size_t *count,
-                           bool (*each)(struct gparser *, yaml_node_t *, void *))
-{
-	size_t len;
-
-	if (*arr)
-		return fail(ps, n, "%s given twice", what);
-	if (n->type != YAML_SEQUENCE_NODE)
-		return fail(ps, n, "%s must be a list", what);
-	len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-	if (len > GOV_MAX_ENTRIES)
-		return fail(ps, n, "%s has too many entries", what);
-	*arr = calloc(len ? len : 1, elem);
-	if (!*arr)
-		return fail(ps, n, "out of memory");
-	for (size_t i = 0; i < len; i++) {
-		yaml_node_t *e = node_at(ps, n->data.sequence.items.start[i]);
-		void *obj = (char *)*arr + i * elem;
-		/* counted before parsing so a half-parsed element is freed too */
-		*count = i + 1;
-		if (!each(ps, e, obj))
-			return false;
-	}
-	return true;
-}
-
 /* --- identity.providers -------------------------------------------------------------- */
 
 #define PROV(p) ((struct gov_provider *)(p))
@@ -267,25 +53,6 @@ static bool k_prov_issuer(struct gparser *ps, yaml_node_t *v, void *o)
 static bool k_prov_audience(struct gparser *ps, yaml_node_t *v, void *o)
 {
 	return get_strlist(ps, v, "audience", &PROV(o)->audience);
-}
-
-/* Relative paths are relative to the governance file's directory. */
-static bool get_path(struct gparser *ps, yaml_node_t *v, const char *what, char **out)
-{
-	char *name = NULL;
-	if (!get_string(ps, v, what, &name))
-		return false;
-	if (name[0] == '/' || !ps->base_dir) {
-		*out = name;
-		return true;
-	}
-	if (asprintf(out, "%s/%s", ps->base_dir, name) < 0) {
-		*out = NULL;
-		free(name);
-		return fail(ps, v, "out of memory");
-	}
-	free(name);
-	return true;
 }
 
 static bool k_prov_jwks_file(struct gparser *ps, yaml_node_t *v, void *o)
@@ -397,14 +164,6 @@ static const struct gov_key provider_keys[] = {
     {"groups_claim", k_prov_groups_claim},
     {"max_token_size", k_prov_max_token_size},
 };
-
-static bool set_default(struct gparser *ps, yaml_node_t *n, char **field, const char *value)
-{
-	if (*field)
-		return true;
-	*field = strdup(value);
-	return *field ? true : fail(ps, n, "out of memory");
-}
 
 /* Exactly one key source: a file (read now) or a remote set (fetched by the worker). */
 static bool provider_keys_source(struct gparser *ps, yaml_node_t *n, struct gov_provider *p)
@@ -907,6 +666,10 @@ static const struct gov_section {
     {"default", parse_default},
     {"unparsable", parse_unparsable},
     {"approval", parse_approval},
+    {"masks", mask_parse_masks}, /* mask_policy.c: masks, derived, predicates, mask_refresh */
+    {"derived", mask_parse_derived},
+    {"predicates", mask_parse_predicates},
+    {"mask_refresh", mask_parse_refresh},
 };
 
 static bool parse_root(struct gparser *ps)
@@ -999,6 +762,7 @@ struct gov_policy *gov_parse_buffer(const char *text, size_t len, const char *or
 	ps.pol->default_action = GOV_ALLOW;
 	ps.pol->unparsable = GOV_DENY;
 	ps.pol->approval_timeout = GOV_DEFAULT_APPROVAL_TIMEOUT;
+	ps.pol->mask_refresh = MASK_DEFAULT_REFRESH;
 	ok = parse_root(&ps);
 	yaml_document_delete(&ps.doc);
 	/* rules, then default, then unparsable (SHOW POLICY) */
@@ -1113,6 +877,7 @@ void gov_free(struct gov_policy *pol)
 	for (size_t i = 0; i < pol->n_grants; i++)
 		grant_free(&pol->grants[i]);
 	free(pol->grants);
+	mask_policy_free(pol);
 	strlist_free(&pol->approver_groups);
 	free(pol->webhook.url);
 	free(pol->webhook.ca_file);
@@ -1155,6 +920,8 @@ void gov_commit(struct gov_policy *pol)
 	running = pol;
 	/* Statement inspection costs nothing unless the policy has rules. */
 	rules_install(pol);
+	/* Resolved columns point at the old policy's mask rules: resolve again. */
+	mask_catalog_policy_changed();
 }
 
 const struct gov_policy *gov_active(void)

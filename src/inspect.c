@@ -88,6 +88,7 @@ static void result_free(struct inspect_result *r)
 	free_strs(r->functions, r->n_functions);
 	free_strs(r->prepared_names, r->n_prepared_names);
 	free_strs(r->executed_names, r->n_executed_names);
+	colrefs_free(r->colrefs, r->n_colrefs);
 	free(r);
 }
 
@@ -112,6 +113,7 @@ static struct inspect_result *result_from_acc(struct inspect_acc *acc)
 	if (!r || acc->oom) {
 		free(r);
 		acc_free(acc);
+		colvec_free(&acc->colrefs);
 		return NULL;
 	}
 	r->classes = acc->classes;
@@ -123,6 +125,7 @@ static struct inspect_result *result_from_acc(struct inspect_acc *acc)
 	strvec_finish(&acc->functions, &r->functions, &r->n_functions);
 	strvec_finish(&acc->prepared, &r->prepared_names, &r->n_prepared_names);
 	strvec_finish(&acc->executed, &r->executed_names, &r->n_executed_names);
+	colvec_finish(&acc->colrefs, &r->colrefs, &r->n_colrefs, &r->colrefs_truncated);
 	return r;
 }
 

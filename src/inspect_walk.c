@@ -724,6 +724,8 @@ static void walk_raw_stmt(struct walk *w, json_t *raw)
 	w->stmt_len = (size_t)json_integer_value(json_object_get(raw, "stmt_len"));
 	w->acc->classes = 0;
 	walk_value(w, stmt, 0, !w->expr);
+	/* a separate pass: column references need scopes the generic walk lacks */
+	inspect_cols_stmt(w->acc, stmt, w->text_depth > 0 || w->expr);
 	if (w->acc->classes == 0 && !w->expr)
 		w->acc->classes = SC_OTHER; /* VACUUM, LISTEN, LOCK, LOAD, ... */
 	w->acc->classes |= before;
@@ -747,6 +749,8 @@ static bool walk_text(struct inspect_acc *acc, const char *sql, int depth, int f
 		json_array_foreach(stmts, i, raw) walk_raw_stmt(&w, raw);
 		if (depth == 0)
 			acc->n_statements = (int)json_array_size(stmts);
+		if (depth == 0 && json_array_size(stmts) > 1)
+			inspect_cols_positions_unknown(acc);
 		json_decref(root);
 	}
 	pg_query_free_parse_result(pr);

@@ -18,6 +18,7 @@
 #include "peer.h"
 #include "governance.h"
 #include "approval.h"
+#include "mask_catalog.h"
 
 #include <event2/event.h>
 #include <string.h>
@@ -409,6 +410,7 @@ static void janitor_run(evutil_socket_t fd, short what, void *arg)
 		return;
 	check_login_clients(now);
 	approval_tick(now);
+	mask_catalog_tick(now);
 	create_min_pools();
 	list_for_each(it, &G.pools)
 	{

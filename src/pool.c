@@ -9,6 +9,7 @@
 #include "log.h"
 #include "replication.h"
 #include "auth_query.h"
+#include "mask_catalog.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -272,8 +273,6 @@ bool pool_lifetime_over(struct pv_pool *pool, const struct pv_socket *server, us
  */
 static bool link_pair(struct pv_socket *client, struct pv_socket *server)
 {
-	struct pv_buf sql;
-	bool need_set;
 	usec_t now = now_usec();
 
 	client->link = server;
@@ -291,6 +290,16 @@ static bool link_pair(struct pv_socket *client, struct pv_socket *server)
 	/* A login client parked for auth_query: the query runs instead of any SET. */
 	if (client->aq_home_pool)
 		return auth_query_link(client, server);
+	/* Masking: a stale column catalog is resolved on this server first (fail closed). */
+	if (mask_catalog_link(client, server))
+		return false;
+	return pool_link_sync_vars(client, server);
+}
+
+bool pool_link_sync_vars(struct pv_socket *client, struct pv_socket *server)
+{
+	struct pv_buf sql;
+	bool need_set;
 
 	buf_init(&sql);
 	need_set = varcache_diff_sql(&client->vars, &server->vars, &sql);

@@ -6,6 +6,7 @@
 #include "client.h"
 #include "authfile.h"
 #include "auth_query.h"
+#include "mask_catalog.h"
 #include "dns.h"
 #include "hooks.h"
 #include "prepared.h"
@@ -641,6 +642,8 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 {
 	if (s->task == TASK_AUTH_QUERY)
 		return auth_query_server_pkt(s, p);
+	if (s->task == TASK_MASK_CATALOG)
+		return mask_catalog_server_pkt(s, p);
 	if (!pkt_complete(p) && p->type != 'D')
 		return PKT_NEED_FULL;
 	switch (p->type) {
