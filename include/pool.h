@@ -34,6 +34,7 @@ struct ssl_st;
 struct pv_identity;
 struct approval;
 struct mask_db;
+struct mask_client;
 
 enum sock_state {
 	SOCK_FREE,
@@ -210,6 +211,7 @@ struct pv_socket {
 	uint64_t denials;	      /* statements denied by a rule (rules.c) */
 	struct rules_client *rules_client; /* rules.c: SQL PREPARE name -> classification */
 	struct approval *approval;	   /* approval.c: the statement held for a decision */
+	struct mask_client *mask;	   /* mask.c: result plan and statement marks */
 	/* auth_query.c: while the query runs, the client waits in the auth pool */
 	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
 	bool aq_done;		      /* queried for this login: use the cached credentials */

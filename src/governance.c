@@ -15,6 +15,7 @@
 #include "log.h"
 #include "oidc.h"
 #include "rules.h"
+#include "mask.h"
 #include "mask_catalog.h"
 #include "util.h"
 #include "webhook.h"
@@ -920,6 +921,7 @@ void gov_commit(struct gov_policy *pol)
 	running = pol;
 	/* Statement inspection costs nothing unless the policy has rules. */
 	rules_install(pol);
+	mask_install(pol);
 	/* Resolved columns point at the old policy's mask rules: resolve again. */
 	mask_catalog_policy_changed();
 }

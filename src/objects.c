@@ -4,6 +4,7 @@
  */
 #include "pool.h"
 #include "log.h"
+#include "mask.h"
 #include "oidc.h"
 #include "prepared.h"
 #include "rules.h"
@@ -232,6 +233,7 @@ static void socket_destroy(struct pv_socket *s)
 	}
 	identity_free(s->identity);
 	rules_client_free(s);
+	mask_client_free(s);
 	approval_client_gone(s);
 	free(s->startup_user);
 	free(s->startup_db);

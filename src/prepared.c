@@ -90,6 +90,14 @@ struct ps_server {
 	size_t nportals, portals_cap;
 	struct ps_layout *unnamed;
 	struct ps_layout *query;
+	/*
+	 * Layouts without a Describe from the client: the portal whose layout is
+	 * known or described since its Bind (NULL: none), the statement last
+	 * described, and whether the unnamed statement was described since its Parse.
+	 */
+	char *described;
+	const struct ps_stmt *desc_stmt;
+	bool desc_unnamed;
 };
 
 #define NAME_PREFIX "PGVIGIL_"
@@ -554,6 +562,7 @@ void ps_server_free(struct pv_socket *s)
 		q_pop(s->ps_server);
 	ps_server_forget_all(s);
 	set_layout(&s->ps_server->query, NULL);
+	free(s->ps_server->described);
 	free(s->ps_server->portals);
 	free(s->ps_server->buckets);
 	free(s->ps_server->q);
@@ -681,8 +690,9 @@ static void emit_fakes(struct pv_socket *s)
 
 bool ps_server_wants_tracking(const struct pv_socket *server)
 {
+	/* Masking needs the result layouts, which this tracking keeps: also in session mode. */
 	return G.cf->max_prepared_statements > 0 &&
-	       pool_effective_mode(server->pool) != POOL_SESSION;
+	       (pool_effective_mode(server->pool) != POOL_SESSION || ps_layouts_needed);
 }
 
 /* --- messages to the server ----------------------------------------------------------- */
@@ -823,6 +833,48 @@ static enum pkt_action forward_tracked(struct pv_socket *s, char type)
 	return q_push(s->ps_server, type, ACT_FORWARD) ? PKT_FORWARD : oom(s->link);
 }
 
+/* Remember (a copy of) the portal just described; NULL forgets. false: out of memory. */
+static bool set_described(struct ps_server *ps, const char *portal)
+{
+	free(ps->described);
+	ps->described = portal ? strdup(portal) : NULL;
+	return !portal || ps->described;
+}
+
+/* Bind of portal: its layout will be known (known) or must be described before Execute. */
+static bool note_bound(struct ps_server *ps, const char *portal, bool known)
+{
+	if (!ps_layouts_needed)
+		return true;
+	return set_described(ps, known ? portal : NULL);
+}
+
+/*
+ * Masking must know the columns of every row an Execute returns. When the
+ * client did not describe the portal after binding it, pgvigil does: a
+ * Describe of the portal goes first, its answer is recorded as the portal's
+ * layout and not forwarded (the client sees nothing extra).
+ */
+static bool describe_before_execute(struct pv_socket *s, const char *portal)
+{
+	struct ps_server *ps = s->ps_server;
+	struct pv_buf out;
+	struct pkt_builder b;
+	bool ok;
+
+	if (ps->described && strcmp(ps->described, portal) == 0)
+		return true;
+	buf_init(&out);
+	build_begin(&b, &out, 'D');
+	build_u8(&b, 'P');
+	build_string(&b, portal);
+	ok = build_end(&b) && sbuf_queue(s, out.data, out.len) && q_push(ps, 'D', ACT_SKIP);
+	buf_free(&out);
+	if (ok)
+		note_portal(ps, 'P', portal);
+	return ok && set_described(ps, portal);
+}
+
 static enum pkt_action client_parse(struct pv_socket *c, struct pv_socket *s, struct pkt *p)
 {
 	struct pkt_reader r;
@@ -834,8 +886,10 @@ static enum pkt_action client_parse(struct pv_socket *c, struct pv_socket *s, st
 	name = read_string(&r);
 	if (!name || reader_left(&r) < 3)
 		return bad_message(c);
-	if (!name[0])
+	if (!name[0]) {
+		s->ps_server->desc_unnamed = false;
 		return forward_tracked(s, 'P');
+	}
 	c->pool->stats.client_parse_count++;
 	if (client_lookup(c, name)) {
 		client_fatal(c, "08P01", "prepared statement name is already in use");
@@ -880,7 +934,8 @@ static enum pkt_action client_bind(struct pv_socket *c, struct pv_socket *s, str
 	if (!portal || !name)
 		return bad_message(c);
 	if (!name[0]) {
-		if (!q_push(s->ps_server, 'B', ACT_FORWARD))
+		if (!q_push(s->ps_server, 'B', ACT_FORWARD) ||
+		    !note_bound(s->ps_server, portal, s->ps_server->desc_unnamed))
 			return oom(c);
 		note_bind(s->ps_server, portal, r);
 		return PKT_FORWARD;
@@ -888,6 +943,8 @@ static enum pkt_action client_bind(struct pv_socket *c, struct pv_socket *s, str
 	c->pool->stats.bind_count++;
 	if (!(st = known_stmt(c, name)))
 		return PKT_STOP;
+	if (!note_bound(s->ps_server, portal, stmt_layout(s, st) || s->ps_server->desc_stmt == st))
+		return oom(c);
 	if (!ensure_on_server(s, st) ||
 	    !send_renamed(s, 'B', r.data, head_len, st, r.data + r.pos, reader_left(&r)) ||
 	    !q_push_entry(s->ps_server, 'B', ACT_FORWARD, ps_layouts_needed ? st : NULL, NULL))
@@ -918,10 +975,15 @@ static enum pkt_action client_describe(struct pv_socket *c, struct pv_socket *s,
 		if (!q_push(s->ps_server, 'D', ACT_FORWARD))
 			return oom(c);
 		note_portal(s->ps_server, kind, kind == 'P' ? name : NULL);
+		if (kind == 'P' && ps_layouts_needed && !set_described(s->ps_server, name))
+			return oom(c);
+		if (kind == 'S')
+			s->ps_server->desc_unnamed = true;
 		return PKT_FORWARD;
 	}
 	if (!(st = known_stmt(c, name)))
 		return PKT_STOP;
+	s->ps_server->desc_stmt = st;
 	if (!ensure_on_server(s, st) || !send_renamed(s, 'D', &kind, 1, st, NULL, 0) ||
 	    !q_push_entry(s->ps_server, 'D', ACT_FORWARD, ps_layouts_needed ? st : NULL, NULL))
 		return oom(c);
@@ -956,14 +1018,16 @@ static enum pkt_action client_execute(struct pv_socket *c, struct pv_socket *s, 
 	struct pkt_reader r;
 	const char *portal = NULL;
 
-	if (!q_push(s->ps_server, 'E', ACT_FORWARD))
-		return oom(c);
 	if (!ps_layouts_needed)
-		return PKT_FORWARD;
+		return q_push(s->ps_server, 'E', ACT_FORWARD) ? PKT_FORWARD : oom(c);
 	if (pkt_complete(p)) {
 		reader_init_pkt(&r, p);
 		portal = read_string(&r);
 	}
+	if (portal && !describe_before_execute(s, portal))
+		return oom(c);
+	if (!q_push(s->ps_server, 'E', ACT_FORWARD))
+		return oom(c);
 	if (portal)
 		note_portal(s->ps_server, 0, portal);
 	else

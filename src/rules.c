@@ -16,6 +16,7 @@
 #include "hooks.h"
 #include "inspect.h"
 #include "log.h"
+#include "mask.h"
 #include "oidc.h"
 #include "pool.h"
 #include "prepared.h"
@@ -573,6 +574,23 @@ static enum pkt_action allow(struct pv_socket *c, const struct stmt_msg *m,
 	return PKT_FORWARD;
 }
 
+/*
+ * An allowed statement still must not leak masked values where the result
+ * rewriter cannot see them (mask.h): such a statement is refused like a rule
+ * denial.
+ */
+static enum pkt_action masked_or_allow(struct pv_socket *c, const struct pkt *p,
+                                       struct stmt_msg *m, struct inspect_result *res)
+{
+	char text[256];
+
+	if (!mask_statement_check(c, res, p->type == 'Q', text, sizeof(text)))
+		return allow(c, m, res);
+	slog_info(c, "denied by masking: %s", text);
+	c->denials++;
+	return refuse(c, p, m, "42501", text);
+}
+
 /* What APPROVE ... FOR matches on; 0 (never matches) for text the parser rejected. */
 static uint64_t fingerprint_of(const struct inspect_result *res)
 {
@@ -624,7 +642,7 @@ static enum pkt_action apply_decision(struct pv_socket *c, const struct pkt *p, 
 
 	switch (ap->state) {
 	case APPROVAL_APPROVED:
-		a = allow(c, m, res);
+		a = masked_or_allow(c, p, m, res);
 		break;
 	case APPROVAL_CANCELED:
 		a = refuse(c, p, m, "57014", "canceling statement due to user request");
@@ -650,7 +668,7 @@ static enum pkt_action enforce(struct pv_socket *c, const struct gov_policy *pol
 {
 	if (d->action == GOV_APPROVE && preapproved(c, res)) {
 		log_decision(c, "approved by APPROVE FOR", d, m->sql, m->len);
-		return allow(c, m, res);
+		return masked_or_allow(c, p, m, res);
 	}
 	if (d->action == GOV_APPROVE)
 		return hold(c, pol, m, res, d);
@@ -658,7 +676,13 @@ static enum pkt_action enforce(struct pv_socket *c, const struct gov_policy *pol
 		log_decision(c, d->action == GOV_ALLOW ? "allowed" : "denied", d, m->sql, m->len);
 	if (d->action != GOV_ALLOW)
 		return deny(c, p, m, d);
-	return allow(c, m, res);
+	return masked_or_allow(c, p, m, res);
+}
+
+/* Statements are judged when there are rules, and checked when there are masks. */
+static bool hook_wanted(const struct gov_policy *pol)
+{
+	return pol && (pol->rules_enabled || pol->n_masks > 0);
 }
 
 /* Runs with a server linked (client.c): judge, then forward, rewrite or hold. */
@@ -671,7 +695,7 @@ static enum pkt_action rules_client_msg(struct pv_socket *c, struct pkt *p)
 	struct rule_ctx ctx;
 	enum pkt_action a;
 
-	if ((p->type != 'Q' && p->type != 'P') || !pol || !pol->rules_enabled)
+	if ((p->type != 'Q' && p->type != 'P') || !hook_wanted(pol))
 		return PKT_FORWARD;
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
@@ -706,7 +730,7 @@ static enum pkt_action rules_client_gate(struct pv_socket *c, struct pkt *p)
 	struct rule_ctx ctx;
 	enum pkt_action a = PKT_FORWARD;
 
-	if ((p->type != 'Q' && p->type != 'P') || !pol || !pol->rules_enabled)
+	if ((p->type != 'Q' && p->type != 'P') || !hook_wanted(pol))
 		return PKT_FORWARD;
 	if (c->approval) /* woken while waiting (a server was released...): keep waiting */
 		return c->approval->state == APPROVAL_PENDING ? PKT_PAUSE : PKT_FORWARD;
@@ -740,7 +764,7 @@ static bool has_approve_rule(const struct gov_policy *pol)
 
 void rules_install(const struct gov_policy *pol)
 {
-	bool on = pol && pol->rules_enabled;
+	bool on = hook_wanted(pol);
 	pv_hooks.client_msg = on ? rules_client_msg : NULL;
 	pv_hooks.client_gate = on && has_approve_rule(pol) ? rules_client_gate : NULL;
 }

@@ -1,0 +1,52 @@
+/*
+ * mask.h - where masking happens: the result rewriter on the server-to-client
+ * path, and the statement-time masking check.
+ *
+ * Owns:
+ *  - the server_msg hook (hooks.h): DataRow values of columns whose
+ *    RowDescription names a masked (table OID, column number) are replaced
+ *    (text and binary formats, simple and extended protocol, cursors,
+ *    RETURNING: they all carry a RowDescription or a tracked Describe);
+ *    content detectors over text values when `detect` masks apply; derived
+ *    output columns of a simple Query (`derived: mask`); error and notice
+ *    fields that could echo a masked value; NotificationResponse payloads
+ *    and COPY TO STDOUT data through the detectors;
+ *  - the per-client plan cache: which column of the current result layout
+ *    gets what, computed once per layout, so result sets without a masked
+ *    column are forwarded untouched with no per-row work;
+ *  - mask_statement_check(): called by rules.c for every allowed statement;
+ *    denies statements that would leak masked values in ways the rewriter
+ *    cannot see (derived values, predicates, COPY of masked tables, unknown
+ *    layouts) using mask_derived.h, and notes DDL for the catalog.
+ *
+ * Does not own: policy and catalog (mask_catalog.h), what a value becomes
+ * (mask_value.h), derived-reference analysis (mask_derived.h), result
+ * layouts (prepared.h: ps_current_layout).
+ *
+ * The recorder sees rewritten rows only (record_events.h).
+ */
+#ifndef PV_MASK_H
+#define PV_MASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct gov_policy;
+struct inspect_result;
+struct pv_socket;
+
+/* A policy became active (startup, RELOAD): install or remove the hook. */
+void mask_install(const struct gov_policy *pol);
+
+/*
+ * rules.c: statement text of client c was classified as res and allowed by
+ * the rules. true = deny it with the reason in text. Query: true when it is
+ * a simple-protocol Query (derived output columns can be masked there).
+ */
+bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, bool query,
+                          char *text, size_t textlen);
+
+/* Free a client's masking state. */
+void mask_client_free(struct pv_socket *c);
+
+#endif

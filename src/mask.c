@@ -1,0 +1,634 @@
+/*
+ * mask.c - the result rewriter and the statement-time masking check
+ * (include/mask.h says what this module owns).
+ *
+ * Column masks are matched by provenance, not by name: each result set's
+ * RowDescription (tracked per server by prepared.c, for simple Queries,
+ * described statements and portals) names the table OID and column number of
+ * every plain column, which mask_catalog.c maps to a mask rule. A plan per
+ * client caches the decision per layout, so the common case costs one layout
+ * lookup and a pointer compare per DataRow.
+ */
+#include "mask.h"
+
+#include "client.h"
+#include "governance.h"
+#include "hooks.h"
+#include "inspect.h"
+#include "log.h"
+#include "mask_catalog.h"
+#include "mask_derived.h"
+#include "mask_value.h"
+#include "oidc.h"
+#include "pool.h"
+#include "prepared.h"
+#include "proto.h"
+#include "sbuf.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Built-in type OIDs whose text form is the value itself (masked as text). */
+#define OID_NAME    19
+#define OID_TEXT    25
+#define OID_JSON    114
+#define OID_XML     142
+#define OID_BPCHAR  1042
+#define OID_VARCHAR 1043
+#define OID_UNKNOWN 705
+#define OID_JSONB   3802
+/* User-defined types (domains over text, citext, enums) start here. */
+#define FIRST_USER_OID 16384
+
+enum col_act {
+	CA_NONE,
+	CA_COLUMN,  /* a masked table column (rule) */
+	CA_DERIVED, /* an output column computed from one (derived: mask) */
+	CA_DETECT,  /* content detectors only */
+};
+
+struct col_plan {
+	uint8_t act;
+	uint8_t format; /* 0 text, 1 binary */
+	uint32_t type_oid;
+	const struct mask_rule *rule; /* CA_COLUMN */
+};
+
+/* What to do with the DataRows of one layout, for one client. */
+struct mask_plan {
+	struct ps_layout *layout; /* a reference: the address cannot be reused while cached */
+	unsigned generation;	  /* policy generation it was built under */
+	uint64_t derived_lo;	  /* derived positions it was built with */
+	bool any;		  /* some column needs work */
+	uint16_t ncols;
+	struct col_plan cols[];
+};
+
+struct mask_client {
+	struct mask_plan *plan;
+	struct pv_buf out;   /* scratch for rebuilt messages */
+	uint64_t derived_lo; /* derived: mask positions of the Queries in flight */
+	bool touched;	     /* the statements in flight read a table with masked columns */
+	bool copy_text;	     /* CopyOutResponse said text/csv */
+};
+
+/* Bumped whenever a policy is installed: plans hold rule pointers of one policy. */
+static unsigned generation;
+
+static const struct mask_spec redact_spec = {.method = MM_REDACT};
+
+/* ---- per-client state ---------------------------------------------------------- */
+
+static struct mask_client *mc_of(struct pv_socket *c, bool create)
+{
+	if (!c->mask && create) {
+		c->mask = calloc(1, sizeof(*c->mask));
+		if (c->mask)
+			buf_init(&c->mask->out);
+	}
+	return c->mask;
+}
+
+static void plan_free(struct mask_plan *p)
+{
+	if (!p)
+		return;
+	ps_layout_put(p->layout);
+	free(p);
+}
+
+void mask_client_free(struct pv_socket *c)
+{
+	if (!c->mask)
+		return;
+	plan_free(c->mask->plan);
+	buf_free(&c->mask->out);
+	free(c->mask);
+	c->mask = NULL;
+}
+
+/* ---- plans ----------------------------------------------------------------------- */
+
+static bool text_like(uint32_t oid)
+{
+	return oid == OID_TEXT || oid == OID_VARCHAR || oid == OID_BPCHAR || oid == OID_NAME ||
+	       oid == OID_UNKNOWN || oid == OID_JSON || oid == OID_JSONB || oid == OID_XML ||
+	       oid >= FIRST_USER_OID;
+}
+
+static struct mask_plan *plan_build(const struct pv_socket *c, const struct ps_layout *l,
+                                    uint64_t derived_lo)
+{
+	struct mask_plan *p = calloc(1, sizeof(*p) + l->ncols * sizeof(p->cols[0]));
+	uint32_t detect = mask_detectors(c->identity, NULL);
+
+	if (!p)
+		return NULL;
+	p->layout = ps_layout_ref(l);
+	p->generation = generation;
+	p->derived_lo = derived_lo;
+	p->ncols = l->ncols;
+	for (uint16_t i = 0; i < l->ncols; i++) {
+		const struct ps_layout_col *col = &l->cols[i];
+		const struct mask_rule *r = mask_column_rule(c->pool->db, col->table_oid, col->attnum);
+		struct col_plan *cp = &p->cols[i];
+
+		cp->format = (uint8_t)col->format;
+		cp->type_oid = col->type_oid;
+		if (r && !mask_rule_exempt(r, c->identity)) {
+			cp->act = CA_COLUMN;
+			cp->rule = r;
+		} else if (r) {
+			/* the column's own rule exempts this identity: detectors are for the rest */
+		} else if (i < 64 && (derived_lo & (1ull << i))) {
+			cp->act = CA_DERIVED;
+		} else if (detect && (cp->format == 0 || text_like(cp->type_oid))) {
+			cp->act = CA_DETECT;
+		}
+		if (cp->act != CA_NONE)
+			p->any = true;
+	}
+	return p;
+}
+
+/* The plan for the layout the server is sending rows of; NULL on allocation failure. */
+static struct mask_plan *plan_for(struct pv_socket *c, struct mask_client *mc,
+                                  const struct ps_layout *l)
+{
+	struct mask_plan *p = mc->plan;
+
+	if (p && p->layout == l && p->generation == generation && p->derived_lo == mc->derived_lo)
+		return p;
+	plan_free(p);
+	mc->plan = plan_build(c, l, mc->derived_lo);
+	return mc->plan;
+}
+
+/* ---- values ---------------------------------------------------------------------- */
+
+/*
+ * One masked value: text-like values get the method; text-format values of
+ * other built-in types (numbers, dates...) become NULL, since a client parses
+ * them by type and "****" is no integer.
+ */
+static bool mask_value(const struct col_plan *cp, const struct mask_spec *spec, const char *in,
+                       size_t len, struct pv_buf *out, bool *is_null)
+{
+	if (cp->format == 1)
+		return mask_binary_value(spec, cp->type_oid, in, len, out, is_null);
+	if (cp->type_oid == OID_JSON || cp->type_oid == OID_JSONB)
+		return mask_json_text_value(spec, in, len, out, is_null);
+	if (!text_like(cp->type_oid)) {
+		*is_null = true;
+		return true;
+	}
+	return mask_text_value(spec, in, len, out, is_null);
+}
+
+/*
+ * Content detectors on one value. A match inside a text-like value is
+ * replaced in place; a value of another type (a bigint holding a card
+ * number) cannot be partly rewritten and becomes NULL, as does binary jsonb.
+ */
+static bool detect_value(const struct col_plan *cp, const struct pv_socket *c, const char *in,
+                         size_t len, struct pv_buf *out, bool *is_null)
+{
+	const struct mask_spec *spec;
+	uint32_t bits = mask_detectors(c->identity, &spec);
+	bool changed = false, keep = text_like(cp->type_oid) &&
+	                             !(cp->format == 1 && cp->type_oid == OID_JSONB);
+	size_t start = out->len;
+
+	if (!bits || !spec)
+		return buf_append(out, in, len);
+	if (!mask_scan_text(bits, spec, in, len, out, &changed))
+		return false;
+	if (changed && !keep) {
+		out->len = start;
+		*is_null = true;
+	}
+	return true;
+}
+
+/* Append one column (length + bytes, or -1) to the row being rebuilt. */
+static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct pv_socket *c,
+                    const uint8_t *v, uint32_t len, bool *changed)
+{
+	size_t lenpos = out->len;
+	bool is_null = false, ok;
+	uint8_t hdr[4] = {0};
+
+	if (len == 0xffffffffu || cp->act == CA_NONE) {
+		if (!buf_append(out, (uint8_t[]){len >> 24, len >> 16, len >> 8, len}, 4))
+			return false;
+		return len == 0xffffffffu || buf_append(out, v, len);
+	}
+	if (!buf_append(out, hdr, 4))
+		return false;
+	if (cp->act == CA_COLUMN) {
+		ok = mask_value(cp, &cp->rule->spec, (const char *)v, len, out, &is_null);
+		mask_rule_hit(cp->rule);
+	} else if (cp->act == CA_DERIVED) {
+		ok = mask_value(cp, &redact_spec, (const char *)v, len, out, &is_null);
+	} else {
+		ok = detect_value(cp, c, (const char *)v, len, out, &is_null);
+	}
+	if (!ok)
+		return false;
+	if (is_null) {
+		out->len = lenpos + 4;
+		memset(out->data + lenpos, 0xff, 4);
+	} else {
+		uint32_t n = (uint32_t)(out->len - lenpos - 4);
+		out->data[lenpos] = (uint8_t)(n >> 24);
+		out->data[lenpos + 1] = (uint8_t)(n >> 16);
+		out->data[lenpos + 2] = (uint8_t)(n >> 8);
+		out->data[lenpos + 3] = (uint8_t)n;
+	}
+	if (cp->act != CA_DETECT || is_null || out->len - lenpos - 4 != len ||
+	    memcmp(out->data + lenpos + 4, v, len) != 0)
+		*changed = true;
+	return true;
+}
+
+/* ---- messages ---------------------------------------------------------------------- */
+
+static enum pkt_action fail_closed(struct pv_socket *s, const char *why)
+{
+	struct pv_socket *c = s->link;
+
+	slog_warning(c, "masking: %s", why);
+	client_fatal(c, "XX000", "pgvigil masking: %s", why);
+	return PKT_STOP;
+}
+
+/* Queue a rebuilt message to the client in place of the server's. */
+static enum pkt_action send_instead(struct pv_socket *s, struct pv_buf *out)
+{
+	if (!sbuf_queue(s->link, out->data, out->len))
+		return fail_closed(s, "out of memory");
+	return PKT_CONSUMED;
+}
+
+static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct mask_client *mc = mc_of(c, true);
+	const struct ps_layout *l = ps_current_layout(s);
+	struct mask_plan *plan;
+	struct pkt_reader r;
+	struct pkt_builder b;
+	bool changed = false;
+	uint16_t n;
+
+	if (!mc)
+		return fail_closed(s, "out of memory");
+	if (!l)
+		return fail_closed(s, "the columns of this result are unknown, so it cannot be masked");
+	if (!(plan = plan_for(c, mc, l)))
+		return fail_closed(s, "out of memory");
+	if (!plan->any)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	reader_init_pkt(&r, p);
+	n = read_u16(&r);
+	if (r.bad || n != plan->ncols)
+		return fail_closed(s, "a row does not match its RowDescription");
+	buf_reset(&mc->out);
+	build_begin(&b, &mc->out, 'D');
+	build_u16(&b, n);
+	for (uint16_t i = 0; i < n && !b.failed; i++) {
+		uint32_t len = read_u32(&r);
+		const uint8_t *v = len == 0xffffffffu ? NULL : read_bytes(&r, len);
+
+		if (r.bad)
+			return fail_closed(s, "malformed DataRow");
+		if (!put_col(&mc->out, &plan->cols[i], c, v, len, &changed))
+			b.failed = true;
+	}
+	if (!build_end(&b))
+		return fail_closed(s, "out of memory");
+	if (!changed)
+		return PKT_FORWARD;
+	return send_instead(s, &mc->out);
+}
+
+/*
+ * Replace what PostgreSQL quotes in messages, "..." and "=(...)" (a failed
+ * cast, a duplicate key): those are where values are echoed.
+ */
+static bool scrub_echoes(const char *in, size_t len, struct pv_buf *out)
+{
+	for (size_t i = 0; i < len; i++) {
+		char close = 0;
+		const char *end;
+
+		if (in[i] == '"')
+			close = '"';
+		else if (in[i] == '(' && i > 0 && in[i - 1] == '=')
+			close = ')';
+		if (!buf_append(out, in + i, 1))
+			return false;
+		if (!close)
+			continue;
+		end = memchr(in + i + 1, close, len - i - 1);
+		if (!buf_append(out, "****", 4))
+			return false;
+		if (!end) /* unterminated: the rest may be the value */
+			return true;
+		if (!buf_append(out, &close, 1))
+			return false;
+		i = (size_t)(end - in);
+	}
+	return true;
+}
+
+/* Is this ErrorResponse/NoticeResponse field one that can carry data? */
+static bool field_may_echo(uint8_t code)
+{
+	return code == 'M' || code == 'D' || code == 'H' || code == 'W' || code == 'q';
+}
+
+/* One field's text, scrubbed, NUL-terminated, appended to out. */
+static bool scrub_field(bool touched, uint32_t bits, const struct mask_spec *spec, const char *v,
+                        struct pv_buf *out)
+{
+	struct pv_buf tmp;
+	bool changed, ok = true;
+
+	buf_init(&tmp);
+	if (touched) {
+		ok = scrub_echoes(v, strlen(v), &tmp) && buf_append(&tmp, "", 1);
+		v = ok ? (const char *)tmp.data : v;
+	}
+	if (ok && bits && spec)
+		ok = mask_scan_text(bits, spec, v, strlen(v), out, &changed);
+	else if (ok)
+		ok = buf_append(out, v, strlen(v));
+	ok = ok && buf_append(out, "", 1);
+	buf_free(&tmp);
+	return ok;
+}
+
+/* ErrorResponse / NoticeResponse: scrub fields that could echo a masked value. */
+static enum pkt_action on_error_notice(struct pv_socket *s, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct mask_client *mc = mc_of(c, true);
+	const struct mask_spec *spec;
+	uint32_t bits = mask_detectors(c->identity, &spec);
+	struct pkt_reader r;
+	struct pkt_builder b;
+
+	if (!mc)
+		return fail_closed(s, "out of memory");
+	if (!mc->touched && !bits)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	reader_init_pkt(&r, p);
+	buf_reset(&mc->out);
+	build_begin(&b, &mc->out, p->type);
+	for (uint8_t code = read_u8(&r); code && !r.bad && !b.failed; code = read_u8(&r)) {
+		const char *v = read_string(&r);
+
+		if (!v)
+			break;
+		build_u8(&b, code);
+		if (!field_may_echo(code))
+			build_string(&b, v);
+		else if (!scrub_field(mc->touched, bits, spec, v, &mc->out))
+			b.failed = true;
+	}
+	build_u8(&b, 0);
+	if (r.bad)
+		return PKT_FORWARD; /* malformed: the client judges it, as without masking */
+	if (!build_end(&b))
+		return fail_closed(s, "out of memory");
+	return send_instead(s, &mc->out);
+}
+
+/* NotificationResponse: the payload goes through the detectors. */
+static enum pkt_action on_notification(struct pv_socket *s, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct mask_client *mc = mc_of(c, true);
+	const struct mask_spec *spec;
+	uint32_t bits = mask_detectors(c->identity, &spec);
+	struct pkt_reader r;
+	struct pkt_builder b;
+	const char *channel, *payload;
+	uint32_t pid;
+	bool changed = false;
+
+	if (!bits || !spec)
+		return PKT_FORWARD;
+	if (!mc)
+		return fail_closed(s, "out of memory");
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	reader_init_pkt(&r, p);
+	pid = read_u32(&r);
+	channel = read_string(&r);
+	payload = read_string(&r);
+	if (!channel || !payload)
+		return PKT_FORWARD;
+	buf_reset(&mc->out);
+	build_begin(&b, &mc->out, 'A');
+	build_u32(&b, pid);
+	build_string(&b, channel);
+	if (!b.failed && (!mask_scan_text(bits, spec, payload, strlen(payload), &mc->out, &changed) ||
+	                  !buf_append(&mc->out, "", 1)))
+		b.failed = true;
+	if (!build_end(&b))
+		return fail_closed(s, "out of memory");
+	return changed ? send_instead(s, &mc->out) : PKT_FORWARD;
+}
+
+/* COPY TO STDOUT data: text and csv rows go through the detectors. */
+static enum pkt_action on_copy_data(struct pv_socket *s, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct mask_client *mc = mc_of(c, true);
+	const struct mask_spec *spec;
+	uint32_t bits = mask_detectors(c->identity, &spec);
+	struct pkt_builder b;
+	bool changed = false;
+
+	if (!bits || !spec || !mc || !mc->copy_text)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	buf_reset(&mc->out);
+	build_begin(&b, &mc->out, 'd');
+	if (!b.failed && !mask_scan_text(bits, spec, (const char *)pkt_body(p), pkt_body_len(p),
+	                                 &mc->out, &changed))
+		b.failed = true;
+	if (!build_end(&b))
+		return fail_closed(s, "out of memory");
+	return changed ? send_instead(s, &mc->out) : PKT_FORWARD;
+}
+
+static enum pkt_action on_copy_out(struct pv_socket *s, struct pkt *p)
+{
+	struct mask_client *mc = mc_of(s->link, true);
+
+	if (!mc)
+		return fail_closed(s, "out of memory");
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	mc->copy_text = pkt_body_len(p) >= 1 && pkt_body(p)[0] == 0;
+	return PKT_FORWARD;
+}
+
+/* ReadyForQuery that ends the last request in flight: the statements' marks end too. */
+static void on_ready(struct pv_socket *s)
+{
+	struct mask_client *mc = s->link->mask;
+
+	if (mc && s->expect_rfq <= 1) {
+		mc->derived_lo = 0;
+		mc->touched = false;
+	}
+}
+
+static enum pkt_action mask_server_msg(struct pv_socket *s, struct pkt *p)
+{
+	if (s->replication) /* raw replication data: grants decide who may stream it */
+		return PKT_FORWARD;
+	switch (p->type) {
+	case 'D':
+		return on_datarow(s, p);
+	case 'E':
+	case 'N':
+		return on_error_notice(s, p);
+	case 'A':
+		return on_notification(s, p);
+	case 'H':
+		return on_copy_out(s, p);
+	case 'd':
+		return on_copy_data(s, p);
+	case 'Z':
+		on_ready(s);
+		return PKT_FORWARD;
+	default:
+		return PKT_FORWARD;
+	}
+}
+
+void mask_install(const struct gov_policy *pol)
+{
+	bool on = pol && pol->n_masks > 0;
+
+	generation++;
+	pv_hooks.server_msg = on ? mask_server_msg : NULL;
+	ps_layouts_needed = on;
+}
+
+/* ---- statement-time check ------------------------------------------------------------ */
+
+struct names_ctx {
+	const struct pv_socket *c;
+	const char *schema, *table, *column; /* the question */
+	bool found;
+};
+
+static bool name_eq(const char *want, const char *have)
+{
+	return !want || strcmp(want, have) == 0;
+}
+
+static void find_masked(void *arg, const char *schema, const char *table, const char *column,
+                        const struct mask_rule *r)
+{
+	struct names_ctx *n = arg;
+
+	if (n->found || mask_rule_exempt(r, n->c->identity))
+		return;
+	if (name_eq(n->schema, schema) && name_eq(n->table, table) && name_eq(n->column, column))
+		n->found = true;
+}
+
+static bool ask(const struct pv_socket *c, const char *schema, const char *table,
+                const char *column)
+{
+	struct names_ctx n = {.c = c, .schema = schema, .table = table, .column = column};
+
+	mask_catalog_foreach(c->pool->db, find_masked, &n);
+	return n.found;
+}
+
+static bool is_masked_cb(void *arg, const char *schema, const char *table, const char *column)
+{
+	return ask(arg, schema, table, column);
+}
+
+static bool table_has_masked_cb(void *arg, const char *schema, const char *table)
+{
+	return ask(arg, schema, table, NULL);
+}
+
+/* Does the statement name a table (as written: "t" or "s.t") with a masked column? */
+static bool reads_masked_table(const struct pv_socket *c, const struct inspect_result *res)
+{
+	for (int i = 0; i < res->n_tables; i++) {
+		const char *t = res->tables[i], *dot = strchr(t, '.');
+		char schema[256];
+
+		if (!dot) {
+			if (ask(c, NULL, t, NULL))
+				return true;
+			continue;
+		}
+		if ((size_t)(dot - t) >= sizeof(schema))
+			return true; /* cannot tell: assume it does */
+		memcpy(schema, t, (size_t)(dot - t));
+		schema[dot - t] = '\0';
+		if (ask(c, schema, dot + 1, NULL))
+			return true;
+	}
+	return false;
+}
+
+bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, bool query,
+                          char *text, size_t textlen)
+{
+	struct mask_names names = {is_masked_cb, table_has_masked_cb, c};
+	struct mask_verdict v;
+	struct mask_client *mc;
+	bool derived_mask = mask_derived_mask();
+
+	if (!res || !mask_policy_active())
+		return false;
+	if (res->classes & SC_DDL)
+		mask_catalog_invalidate(c->pool->db); /* new views or columns may need masks */
+	if (!reads_masked_table(c, res) && !res->parse_error)
+		return false;
+	if (!(mc = mc_of(c, true))) {
+		snprintf(text, textlen, "pgvigil masking: out of memory");
+		return true;
+	}
+	mc->touched = true;
+	if (res->classes & SC_COPY) {
+		snprintf(text, textlen, "COPY of a table with masked columns is not allowed; "
+		                        "use SELECT (masked by pgvigil)");
+		return true;
+	}
+	mask_check_statement(res, &names, derived_mask ? MASK_DERIVED_MASK : MASK_DERIVED_DENY,
+	                     mask_predicates_deny(), &v);
+	if (v.deny) {
+		snprintf(text, textlen, "%s", v.reason);
+		return true;
+	}
+	if (v.mask_positions_lo && !query) {
+		/* a prepared statement may run long after: positions cannot follow it */
+		snprintf(text, textlen, "masked column used in an expression: derived: mask applies "
+		                        "to simple-protocol queries only");
+		return true;
+	}
+	mc->derived_lo |= v.mask_positions_lo;
+	return false;
+}
