@@ -34,6 +34,19 @@ enum pkt_action {
 bool sbuf_attach(struct pv_socket *s, int fd);
 /* Queue bytes for writing to s (after anything already forwarded to it). */
 bool sbuf_queue(struct pv_socket *s, const void *data, size_t len);
+/*
+ * Queue a message that replaces one read from src (rewritten rows): batched
+ * (no send per call) and with back-pressure on src when dst falls behind.
+ */
+bool sbuf_queue_from(struct pv_socket *src, struct pv_socket *dst, const void *data, size_t len);
+/*
+ * The same, built in place: sbuf_out_begin returns dst's output queue (NULL
+ * when dst is going away) to append whole messages to; sbuf_out_commit then
+ * schedules the write and applies back-pressure. A message may be taken back
+ * by resetting the queue's len before committing.
+ */
+struct pv_buf *sbuf_out_begin(struct pv_socket *dst);
+void sbuf_out_commit(struct pv_socket *src, struct pv_socket *dst);
 /* Write what is queued; arms EV_WRITE when the kernel is full. */
 void sbuf_flush(struct pv_socket *s);
 /* Stop / restart processing input (a client waiting for a server...). */

@@ -212,19 +212,15 @@ static bool detect_value(const struct col_plan *cp, const struct pv_socket *c, c
 	return true;
 }
 
-/* Append one column (length + bytes, or -1) to the row being rebuilt. */
+/* Append one masked, non-NULL column (length + bytes, or -1) to the row being rebuilt. */
 static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct pv_socket *c,
                     const uint8_t *v, uint32_t len, bool *changed)
 {
+	static const uint8_t hdr[4];
 	size_t lenpos = out->len;
 	bool is_null = false, ok;
-	uint8_t hdr[4] = {0};
+	uint32_t n;
 
-	if (len == 0xffffffffu || cp->act == CA_NONE) {
-		if (!buf_append(out, (uint8_t[]){len >> 24, len >> 16, len >> 8, len}, 4))
-			return false;
-		return len == 0xffffffffu || buf_append(out, v, len);
-	}
 	if (!buf_append(out, hdr, 4))
 		return false;
 	if (cp->act == CA_COLUMN) {
@@ -237,20 +233,55 @@ static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct 
 	}
 	if (!ok)
 		return false;
-	if (is_null) {
+	if (is_null)
 		out->len = lenpos + 4;
-		memset(out->data + lenpos, 0xff, 4);
-	} else {
-		uint32_t n = (uint32_t)(out->len - lenpos - 4);
-		out->data[lenpos] = (uint8_t)(n >> 24);
-		out->data[lenpos + 1] = (uint8_t)(n >> 16);
-		out->data[lenpos + 2] = (uint8_t)(n >> 8);
-		out->data[lenpos + 3] = (uint8_t)n;
-	}
-	if (cp->act != CA_DETECT || is_null || out->len - lenpos - 4 != len ||
-	    memcmp(out->data + lenpos + 4, v, len) != 0)
+	n = is_null ? 0xffffffffu : (uint32_t)(out->len - lenpos - 4);
+	out->data[lenpos] = (uint8_t)(n >> 24);
+	out->data[lenpos + 1] = (uint8_t)(n >> 16);
+	out->data[lenpos + 2] = (uint8_t)(n >> 8);
+	out->data[lenpos + 3] = (uint8_t)n;
+	if (cp->act != CA_DETECT || is_null || n != len || memcmp(out->data + lenpos + 4, v, len) != 0)
 		*changed = true;
 	return true;
+}
+
+/*
+ * Rebuild a DataRow body at the end of out: runs of columns left as they are
+ * are copied in one piece, masked ones rewritten. false on allocation
+ * failure; *bad when the row does not match its layout.
+ */
+static bool rebuild_row(struct pv_buf *out, const struct mask_plan *plan,
+                        const struct pv_socket *c, const uint8_t *body, size_t len, bool *changed,
+                        bool *bad)
+{
+	struct pkt_reader r;
+	const uint8_t *run = body; /* first byte not yet copied */
+	uint16_t n;
+
+	reader_init(&r, body, len);
+	n = read_u16(&r);
+	if (r.bad || n != plan->ncols) {
+		*bad = true;
+		return true;
+	}
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *col = body + r.pos;
+		uint32_t vlen = read_u32(&r);
+		const uint8_t *v = vlen == 0xffffffffu ? NULL : read_bytes(&r, vlen);
+
+		if (r.bad) {
+			*bad = true;
+			return true;
+		}
+		if (plan->cols[i].act == CA_NONE || !v)
+			continue;
+		if (!buf_append(out, run, (size_t)(col - run)) ||
+		    !put_col(out, &plan->cols[i], c, v, vlen, changed))
+			return false;
+		run = body + r.pos;
+	}
+	*bad = r.pos != len;
+	return buf_append(out, run, (size_t)(body + len - run));
 }
 
 /* ---- messages ---------------------------------------------------------------------- */
@@ -267,7 +298,7 @@ static enum pkt_action fail_closed(struct pv_socket *s, const char *why)
 /* Queue a rebuilt message to the client in place of the server's. */
 static enum pkt_action send_instead(struct pv_socket *s, struct pv_buf *out)
 {
-	if (!sbuf_queue(s->link, out->data, out->len))
+	if (!sbuf_queue_from(s, s->link, out->data, out->len))
 		return fail_closed(s, "out of memory");
 	return PKT_CONSUMED;
 }
@@ -278,10 +309,10 @@ static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
 	struct mask_client *mc = mc_of(c, true);
 	const struct ps_layout *l = ps_current_layout(s);
 	struct mask_plan *plan;
-	struct pkt_reader r;
-	struct pkt_builder b;
-	bool changed = false;
-	uint16_t n;
+	struct pv_buf *out;
+	bool changed = false, bad = false, ok;
+	size_t start;
+	uint32_t n;
 
 	if (!mc)
 		return fail_closed(s, "out of memory");
@@ -293,27 +324,25 @@ static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
 		return PKT_FORWARD;
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
-	reader_init_pkt(&r, p);
-	n = read_u16(&r);
-	if (r.bad || n != plan->ncols)
-		return fail_closed(s, "a row does not match its RowDescription");
-	buf_reset(&mc->out);
-	build_begin(&b, &mc->out, 'D');
-	build_u16(&b, n);
-	for (uint16_t i = 0; i < n && !b.failed; i++) {
-		uint32_t len = read_u32(&r);
-		const uint8_t *v = len == 0xffffffffu ? NULL : read_bytes(&r, len);
-
-		if (r.bad)
-			return fail_closed(s, "malformed DataRow");
-		if (!put_col(&mc->out, &plan->cols[i], c, v, len, &changed))
-			b.failed = true;
+	/* built straight into the client's output queue: no copy of the row in between */
+	if (!(out = sbuf_out_begin(c)))
+		return PKT_DROP;
+	start = out->len;
+	ok = buf_reserve(out, p->len + 64) && buf_append(out, "D\0\0\0\0", 5) &&
+	     rebuild_row(out, plan, c, pkt_body(p), pkt_body_len(p), &changed, &bad);
+	if (!ok || bad || !changed) {
+		out->len = start;
+		if (!ok)
+			return fail_closed(s, "out of memory");
+		return bad ? fail_closed(s, "a row does not match its RowDescription") : PKT_FORWARD;
 	}
-	if (!build_end(&b))
-		return fail_closed(s, "out of memory");
-	if (!changed)
-		return PKT_FORWARD;
-	return send_instead(s, &mc->out);
+	n = (uint32_t)(out->len - start - 1);
+	out->data[start + 1] = (uint8_t)(n >> 24);
+	out->data[start + 2] = (uint8_t)(n >> 16);
+	out->data[start + 3] = (uint8_t)(n >> 8);
+	out->data[start + 4] = (uint8_t)n;
+	sbuf_out_commit(s, c);
+	return PKT_CONSUMED;
 }
 
 /*

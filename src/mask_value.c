@@ -129,12 +129,32 @@ static size_t utf8_count(const uint8_t *s, size_t n)
  * keep_last characters is masked entirely: revealing "the last 4" of a
  * 4-character value would reveal all of it.
  */
+static bool all_ascii(const uint8_t *s, size_t n)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, s + i, 8);
+		acc |= w;
+	}
+	for (; i < n; i++)
+		acc |= s[i];
+	return (acc & 0x8080808080808080ULL) == 0;
+}
+
 static bool mask_partial(int keep_last, const uint8_t *in, size_t len, struct pv_buf *out)
 {
-	size_t total = utf8_count(in, len);
 	size_t keep = keep_last > 0 ? (size_t)keep_last : 0;
-	size_t hidden, i = 0;
+	size_t total, hidden, i = 0;
 
+	/* Most values are ASCII: one character per byte, no decoding (hot path). */
+	if (all_ascii(in, len)) {
+		if (len <= keep)
+			return buf_fill(out, '*', len);
+		return buf_fill(out, '*', len - keep) && buf_append(out, in + len - keep, keep);
+	}
+	total = utf8_count(in, len);
 	if (total <= keep)
 		return buf_fill(out, '*', total);
 	hidden = total - keep;

@@ -195,6 +195,45 @@ bool sbuf_queue(struct pv_socket *s, const void *data, size_t len)
 	return send_or_queue(s, data, len);
 }
 
+/* Above this many queued bytes a rewritten stream is sent at once, not at the next write event. */
+#define OUT_BATCH_BYTES (64 * 1024)
+
+struct pv_buf *sbuf_out_begin(struct pv_socket *dst)
+{
+	sbuf_forward_flush();
+	return dst->closing || dst->fd < 0 ? NULL : &dst->out;
+}
+
+/*
+ * Messages built in place of src's (rewritten DataRows) are batched in dst's
+ * queue and sent by the write event after the current input batch, instead
+ * of one send per message; under the same back-pressure as forwarded bytes,
+ * so a slow client stops the server.
+ */
+void sbuf_out_commit(struct pv_socket *src, struct pv_socket *dst)
+{
+	if (buf_pending(&dst->out) >= OUT_BATCH_BYTES)
+		sbuf_flush(dst);
+	else if (dst->ev_write && !dst->connecting)
+		arm_write(dst);
+	if (buf_pending(&dst->out) > OUT_HIGH_WATER(G.cf) && !src->bp_paused) {
+		src->bp_paused = true;
+		update_read_event(src);
+	}
+}
+
+bool sbuf_queue_from(struct pv_socket *src, struct pv_socket *dst, const void *data, size_t len)
+{
+	struct pv_buf *out = sbuf_out_begin(dst);
+
+	if (!out)
+		return true; /* dropped with the socket */
+	if (!buf_append(out, data, len))
+		return false;
+	sbuf_out_commit(src, dst);
+	return true;
+}
+
 void sbuf_flush(struct pv_socket *s)
 {
 	sbuf_forward_flush();
