@@ -39,12 +39,15 @@ struct pv_socket;
 void mask_install(const struct gov_policy *pol);
 
 /*
- * rules.c: statement text of client c was classified as res and allowed by
- * the rules. true = deny it with the reason in text. Query: true when it is
- * a simple-protocol Query (derived output columns can be masked there).
+ * rules.c: statement text sql of client c was classified as res and allowed
+ * by the rules. true = deny it with the reason in text. query: true when it
+ * is a simple-protocol Query (derived output columns can be masked there).
+ * When rewrite (empty on entry) gets text, that Query text is sent instead
+ * (a COPY of a masked table, with its probe in front: mask_copy.h).
  */
-bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, bool query,
-                          char *text, size_t textlen);
+struct pv_buf;
+bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, const char *sql,
+                          bool query, struct pv_buf *rewrite, char *text, size_t textlen);
 
 /* Free a client's masking state. */
 void mask_client_free(struct pv_socket *c);

@@ -24,6 +24,7 @@ declare -A SPEC=(
   [fuzz_scram]="src/scram.c src/util.c|-lcrypto|1024"
   [fuzz_proto]="src/proto.c src/util.c|-lcrypto|4096"
   [fuzz_mask_scan]="src/mask_value.c src/util.c|-lcrypto|4096"
+  [fuzz_copy]="src/mask_copy.c src/util.c|-lpg_query -ljansson -lcrypto|4096"
 )
 
 command -v "$cc" >/dev/null || { echo "fuzz.sh: $cc not found" >&2; exit 1; }

@@ -17,6 +17,7 @@
 #include "inspect.h"
 #include "log.h"
 #include "mask_catalog.h"
+#include "mask_copy.h"
 #include "mask_derived.h"
 #include "mask_value.h"
 #include "oidc.h"
@@ -66,8 +67,21 @@ struct mask_plan {
 	struct col_plan cols[];
 };
 
+/* A COPY TO STDOUT of a table with masked columns, from statement to ReadyForQuery. */
+struct mask_copy {
+	struct copy_opts o;
+	struct ps_layout *layout; /* the probe's RowDescription: the COPY's columns */
+	bool probe_pending;	  /* the probe's RowDescription and CommandComplete are ours */
+	bool active;		  /* CopyOutResponse seen: CopyData messages are rows */
+	struct mask_plan *plan;	  /* per column, with the COPY's format */
+	bool *want;
+	struct copy_codec cc;
+	struct pv_socket *client;
+};
+
 struct mask_client {
 	struct mask_plan *plan;
+	struct mask_copy *copy;
 	struct pv_buf out;   /* scratch for rebuilt messages */
 	uint64_t derived_lo; /* derived: mask positions of the Queries in flight */
 	bool touched;	     /* the statements in flight read a table with masked columns */
@@ -99,10 +113,22 @@ static void plan_free(struct mask_plan *p)
 	free(p);
 }
 
+static void copy_free(struct mask_copy *cs)
+{
+	if (!cs)
+		return;
+	copy_opts_free(&cs->o);
+	ps_layout_put(cs->layout);
+	plan_free(cs->plan);
+	free(cs->want);
+	free(cs);
+}
+
 void mask_client_free(struct pv_socket *c)
 {
 	if (!c->mask)
 		return;
+	copy_free(c->mask->copy);
 	plan_free(c->mask->plan);
 	buf_free(&c->mask->out);
 	free(c->mask);
@@ -477,6 +503,118 @@ static enum pkt_action on_notification(struct pv_socket *s, struct pkt *p)
 	return changed ? send_instead(s, &mc->out) : PKT_FORWARD;
 }
 
+/* ---- COPY TO STDOUT of a table with masked columns ---- */
+
+/* The probe's RowDescription (kept as the COPY's layout) and CommandComplete: not the client's. */
+static enum pkt_action on_probe_result(struct pv_socket *s, struct pkt *p)
+{
+	struct mask_client *mc = s->link->mask;
+	struct mask_copy *cs = mc ? mc->copy : NULL;
+
+	if (!cs || !cs->probe_pending)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	if (p->type == 'T') {
+		if (cs->layout)
+			return fail_closed(s, "unexpected result before a masked COPY");
+		if (!(cs->layout = ps_layout_new(pkt_body(p), pkt_body_len(p))))
+			return fail_closed(s, "out of memory");
+		return PKT_CONSUMED;
+	}
+	if (!cs->layout)
+		return fail_closed(s, "unexpected result before a masked COPY");
+	cs->probe_pending = false;
+	return PKT_CONSUMED;
+}
+
+/* One field of a COPY row, for copy_rewrite(). */
+static bool copy_mask_field(void *arg, int col, const uint8_t *v, size_t len, struct pv_buf *out,
+                            bool *is_null)
+{
+	struct mask_copy *cs = arg;
+	const struct col_plan *cp = &cs->plan->cols[col];
+
+	if (cp->act == CA_COLUMN) {
+		mask_rule_hit(cp->rule);
+		return mask_value(cp, &cp->rule->spec, (const char *)v, len, out, is_null);
+	}
+	return detect_value(cp, cs->client, (const char *)v, len, out, is_null);
+}
+
+/* CopyOutResponse: which columns the rows carry masked, in the COPY's format. */
+static bool copy_activate(struct pv_socket *c, struct mask_copy *cs)
+{
+	uint16_t n = cs->layout->ncols;
+
+	if (!(cs->plan = plan_build(c, cs->layout, 0)) || !(cs->want = calloc(n + 1u, sizeof(bool))))
+		return false;
+	for (uint16_t i = 0; i < n; i++) {
+		cs->plan->cols[i].format = cs->o.format == COPY_BINARY ? 1 : 0;
+		cs->want[i] = cs->plan->cols[i].act == CA_COLUMN || cs->plan->cols[i].act == CA_DETECT;
+	}
+	cs->cc = (struct copy_codec){.o = &cs->o, .ncols = n, .want = cs->want,
+	                             .mask = copy_mask_field, .arg = cs,
+	                             .header_pending = cs->o.format == COPY_BINARY || cs->o.header};
+	cs->client = c;
+	cs->active = true;
+	return true;
+}
+
+static enum pkt_action copy_row(struct pv_socket *s, struct mask_client *mc, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct pv_buf *out;
+	bool bad = false, ok;
+	size_t start;
+	uint32_t n;
+
+	if (!mc->copy->plan->any)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	if (!(out = sbuf_out_begin(c)))
+		return PKT_DROP;
+	start = out->len;
+	ok = buf_reserve(out, p->len + 64) && buf_append(out, "d\0\0\0\0", 5) &&
+	     copy_rewrite(&mc->copy->cc, pkt_body(p), pkt_body_len(p), out, &bad);
+	if (!ok || bad) {
+		out->len = start;
+		return fail_closed(s, ok ? "COPY data does not match its format" : "out of memory");
+	}
+	n = (uint32_t)(out->len - start - 1);
+	for (int k = 0; k < 4; k++)
+		out->data[start + 1 + (size_t)k] = (uint8_t)(n >> (24 - 8 * k));
+	sbuf_out_commit(s, c);
+	return PKT_CONSUMED;
+}
+
+/*
+ * Statement time: `COPY table TO STDOUT` of a table with masked columns is
+ * sent as "<probe>; <the COPY>" so its columns can be known (mask_copy.h).
+ */
+static bool copy_start(struct mask_client *mc, const char *sql, struct pv_buf *rewrite)
+{
+	struct mask_copy *cs;
+
+	if (mc->copy) /* one at a time: the probe's answer must be unambiguous */
+		return false;
+	if (!(cs = calloc(1, sizeof(*cs))))
+		return false;
+	if (!copy_parse(sql, &cs->o, rewrite)) {
+		free(cs);
+		return false;
+	}
+	if (!buf_append(rewrite, "; ", 2) || !buf_append(rewrite, sql, strlen(sql))) {
+		copy_free(cs);
+		rewrite->len = 0;
+		return false;
+	}
+	cs->probe_pending = true;
+	mc->copy = cs;
+	return true;
+}
+
 /* COPY TO STDOUT data: text and csv rows go through the detectors. */
 static enum pkt_action on_copy_data(struct pv_socket *s, struct pkt *p)
 {
@@ -487,6 +625,8 @@ static enum pkt_action on_copy_data(struct pv_socket *s, struct pkt *p)
 	struct pkt_builder b;
 	bool changed = false;
 
+	if (mc && mc->copy && mc->copy->active)
+		return copy_row(s, mc, p);
 	if (!bits || !spec || !mc || !mc->copy_text)
 		return PKT_FORWARD;
 	if (!pkt_complete(p))
@@ -504,13 +644,21 @@ static enum pkt_action on_copy_data(struct pv_socket *s, struct pkt *p)
 static enum pkt_action on_copy_out(struct pv_socket *s, struct pkt *p)
 {
 	struct mask_client *mc = mc_of(s->link, true);
+	struct mask_copy *cs;
+	struct pkt_reader r;
 
 	if (!mc)
 		return fail_closed(s, "out of memory");
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
 	mc->copy_text = pkt_body_len(p) >= 1 && pkt_body(p)[0] == 0;
-	return PKT_FORWARD;
+	if (!(cs = mc->copy))
+		return PKT_FORWARD;
+	reader_init_pkt(&r, p);
+	read_u8(&r);
+	if (!cs->layout || cs->probe_pending || read_u16(&r) != cs->layout->ncols || r.bad)
+		return fail_closed(s, "the columns of this COPY are unknown, so it cannot be masked");
+	return copy_activate(s->link, cs) ? PKT_FORWARD : fail_closed(s, "out of memory");
 }
 
 /* ReadyForQuery that ends the last request in flight: the statements' marks end too. */
@@ -521,6 +669,8 @@ static void on_ready(struct pv_socket *s)
 	if (mc && s->expect_rfq <= 1) {
 		mc->derived_lo = 0;
 		mc->touched = false;
+		copy_free(mc->copy);
+		mc->copy = NULL;
 	}
 }
 
@@ -536,6 +686,9 @@ static enum pkt_action mask_server_msg(struct pv_socket *s, struct pkt *p)
 		return on_error_notice(s, p);
 	case 'A':
 		return on_notification(s, p);
+	case 'T':
+	case 'C':
+		return on_probe_result(s, p);
 	case 'H':
 		return on_copy_out(s, p);
 	case 'd':
@@ -622,8 +775,8 @@ static bool reads_masked_table(const struct pv_socket *c, const struct inspect_r
 	return false;
 }
 
-bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, bool query,
-                          char *text, size_t textlen)
+bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, const char *sql,
+                          bool query, struct pv_buf *rewrite, char *text, size_t textlen)
 {
 	struct mask_names names = {is_masked_cb, table_has_masked_cb, c};
 	struct mask_verdict v;
@@ -641,9 +794,11 @@ bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res,
 		return true;
 	}
 	mc->touched = true;
+	if ((res->classes & SC_COPY) && query && copy_start(mc, sql, rewrite))
+		return false;
 	if (res->classes & SC_COPY) {
-		snprintf(text, textlen, "COPY of a table with masked columns is not allowed; "
-		                        "use SELECT (masked by pgvigil)");
+		snprintf(text, textlen, "COPY of a table with masked columns is refused here (only "
+		                        "COPY table [(columns)] TO STDOUT as a simple Query is masked)");
 		return true;
 	}
 	mask_check_statement(res, &names, derived_mask ? MASK_DERIVED_MASK : MASK_DERIVED_DENY,

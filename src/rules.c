@@ -583,9 +583,27 @@ static enum pkt_action masked_or_allow(struct pv_socket *c, const struct pkt *p,
                                        struct stmt_msg *m, struct inspect_result *res)
 {
 	char text[256];
+	struct pv_buf rewrite = {0}, b = {0};
+	enum pkt_action a;
 
-	if (!mask_statement_check(c, res, p->type == 'Q', text, sizeof(text)))
-		return allow(c, m, res);
+	if (!mask_statement_check(c, res, m->sql, p->type == 'Q', &rewrite, text, sizeof(text))) {
+		if (rewrite.len == 0)
+			return allow(c, m, res);
+		/* the same statement with what masking needs in front (a COPY's probe) */
+		if (!start_msg(&b, 'Q') || !buf_append(&b, rewrite.data, rewrite.len) ||
+		    !buf_append(&b, "", 1)) {
+			buf_free(&rewrite);
+			buf_free(&b);
+			client_fatal(c, "53200", "out of memory");
+			return PKT_STOP;
+		}
+		finish_msg(&b);
+		buf_free(&rewrite);
+		a = send_rewritten(c, &b);
+		buf_free(&b);
+		return a;
+	}
+	buf_free(&rewrite);
 	slog_info(c, "denied by masking: %s", text);
 	c->denials++;
 	return refuse(c, p, m, "42501", text);

@@ -233,10 +233,8 @@ DENIED = [
     "SELECT card FROM mx.customers UNION SELECT 'x'",
     "SELECT id FROM mx.customers UNION ALL SELECT card_num FROM mx.customers",
     "SELECT CASE WHEN true THEN card END FROM mx.customers",
-    "COPY mx.customers TO STDOUT",
-    "COPY mx.customers (card) TO STDOUT (FORMAT csv)",
-    "COPY mx.customers TO STDOUT (FORMAT binary)",
     "COPY (SELECT card FROM mx.customers) TO STDOUT",
+    "SELECT 1; COPY mx.customers TO STDOUT",
     "CREATE TABLE mx.stolen AS SELECT card FROM mx.customers",
     "INSERT INTO mx.plain SELECT id, card FROM mx.customers",
     "DO $$DECLARE v text; BEGIN SELECT card INTO v FROM mx.customers LIMIT 1; "
@@ -254,6 +252,61 @@ def test_leaky_statements_refused(mp, sql):
         no_raw((str(ei.value), notices))
         # the session is usable afterwards
         assert c.execute("SELECT card FROM mx.customers WHERE id = 1").fetchone() == (CARD_TAIL,)
+
+
+def copy_out(p, sql):
+    with p.connect() as c:
+        with c.cursor() as cur:
+            with cur.copy(sql) as cp:
+                data = b"".join(bytes(b) for b in cp)
+            # the session goes on normally afterwards
+            assert cur.execute("SELECT card FROM mx.customers WHERE id = 2").fetchone() == \
+                ("************5559",)
+    no_raw(data)
+    return data
+
+
+def test_copy_text(mp):
+    data = copy_out(mp, "COPY mx.customers TO STDOUT")
+    assert data.decode().splitlines() == [
+        "1\tann\t****@example.com\t************1111\t\\N\tssn ****",
+        "2\tbob\t****@example.org\t************5559\t\\N\tplain note"]
+    data = copy_out(mp, "COPY mx.customers (card, id, name) TO STDOUT (DELIMITER '|', NULL 'nil')")
+    assert data.decode().splitlines() == ["************1111|1|ann", "************5559|2|bob"]
+
+
+def test_copy_csv(mp):
+    import csv
+    import io
+    data = copy_out(mp, "COPY mx.customers (id, card, note, email) TO STDOUT (FORMAT csv, HEADER)")
+    got = list(csv.reader(io.StringIO(data.decode())))
+    assert got == [["id", "card", "note", "email"],
+                   ["1", "************1111", "ssn ****", "****@example.com"],
+                   ["2", "************5559", "plain note", "****@example.org"]]
+    data = copy_out(mp, "COPY \"mx\".customers (card) TO STDOUT WITH CSV QUOTE '#' FORCE QUOTE *")
+    assert data.decode().splitlines() == ["#************1111#", "#************5559#"]
+
+
+def test_copy_binary(mp):
+    data = copy_out(mp, "COPY mx.customers (id, card, card_num, name) TO STDOUT (FORMAT binary)")
+    assert data[:11] == b"PGCOPY\n\xff\r\n\x00"
+    ext = struct.unpack("!I", data[15:19])[0]
+    pos, tuples = 19 + ext, []
+    while True:
+        (n,) = struct.unpack("!h", data[pos:pos + 2])
+        pos += 2
+        if n == -1:
+            break
+        fields = []
+        for _ in range(n):
+            (ln,) = struct.unpack("!i", data[pos:pos + 4])
+            pos += 4
+            fields.append(None if ln == -1 else data[pos:pos + ln])
+            pos += max(ln, 0)
+        tuples.append(fields)
+    assert pos == len(data)
+    assert [(struct.unpack("!i", t[0])[0], t[1], t[2], t[3]) for t in tuples] == [
+        (1, CARD_TAIL.encode(), None, b"ann"), (2, b"************5559", None, b"bob")]
 
 
 def test_leaky_statement_refused_in_transaction_and_extended(mp):
