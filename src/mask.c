@@ -428,6 +428,25 @@ static bool scrub_field(bool touched, uint32_t bits, const struct mask_spec *spe
 	return ok;
 }
 
+/*
+ * Data exceptions (22: a failed cast quotes the input), integrity violations
+ * (23: "Key (c)=(v)", "Failing row contains (...)") and PL/pgSQL RAISE (P0).
+ */
+static bool sqlstate_quotes_values(const struct pkt *p)
+{
+	struct pkt_reader r;
+
+	reader_init_pkt(&r, p);
+	for (uint8_t code = read_u8(&r); code && !r.bad; code = read_u8(&r)) {
+		const char *v = read_string(&r);
+
+		if (v && code == 'C')
+			return strncmp(v, "22", 2) == 0 || strncmp(v, "23", 2) == 0 ||
+			       strncmp(v, "P0", 2) == 0;
+	}
+	return false;
+}
+
 /* ErrorResponse / NoticeResponse: scrub fields that could echo a masked value. */
 static enum pkt_action on_error_notice(struct pv_socket *s, struct pkt *p)
 {
@@ -438,12 +457,20 @@ static enum pkt_action on_error_notice(struct pv_socket *s, struct pkt *p)
 	struct pkt_reader r;
 	struct pkt_builder b;
 
+	bool echo;
+
 	if (!mc)
 		return fail_closed(s, "out of memory");
-	if (!mc->touched && !bits)
-		return PKT_FORWARD;
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
+	/*
+	 * A prepared statement executed again is not seen by the statement check
+	 * (touched is not set), so the error classes that quote values are
+	 * scrubbed whenever masking is on.
+	 */
+	echo = mc->touched || sqlstate_quotes_values(p);
+	if (!echo && !bits)
+		return PKT_FORWARD;
 	reader_init_pkt(&r, p);
 	buf_reset(&mc->out);
 	build_begin(&b, &mc->out, p->type);
@@ -455,12 +482,12 @@ static enum pkt_action on_error_notice(struct pv_socket *s, struct pkt *p)
 		build_u8(&b, code);
 		if (!field_may_echo(code))
 			build_string(&b, v);
-		else if (!scrub_field(mc->touched, bits, spec, v, &mc->out))
+		else if (!scrub_field(echo, bits, spec, v, &mc->out))
 			b.failed = true;
 	}
 	build_u8(&b, 0);
 	if (r.bad)
-		return PKT_FORWARD; /* malformed: the client judges it, as without masking */
+		return fail_closed(s, "malformed error message from the server");
 	if (!build_end(&b))
 		return fail_closed(s, "out of memory");
 	return send_instead(s, &mc->out);

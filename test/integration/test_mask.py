@@ -348,6 +348,18 @@ def test_derived_mask_and_error_scrubbing(pooler, schema):
             c.execute("SELECT card || %s FROM mx.customers", ["x"]).fetchall()
 
 
+def test_error_of_prepared_statement_scrubbed(mp):
+    """Bind/Execute of a statement prepared earlier: the error it raises still echoes nothing."""
+    with mp.connect() as c:
+        sql = "SELECT id FROM mx.customers WHERE id = %s AND email::int > 0"  # no detector for emails
+        assert c.execute(sql, [0], prepare=True).fetchall() == []
+        with pytest.raises(psycopg.errors.DataError) as ei:
+            c.execute(sql, [1], prepare=True).fetchall()
+    msg = str(ei.value)
+    no_raw(msg)
+    assert "****" in msg, msg
+
+
 def test_detectors_on_values_notices_and_notifications(mp):
     # a value in an unmasked column
     got = rows(mp, "SELECT note FROM mx.customers WHERE id = 1")
