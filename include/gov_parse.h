@@ -93,5 +93,7 @@ bool mask_parse_predicates(struct gparser *ps, yaml_node_t *n);
 bool mask_parse_refresh(struct gparser *ps, yaml_node_t *n);
 /* Free the masks of pol (gov_free). */
 void mask_policy_free(struct gov_policy *pol);
+/* Section parsed in recorder_policy.c: recording (freed by rec_policy_free, record_events.h). */
+bool rec_parse_recording(struct gparser *ps, yaml_node_t *n);
 
 #endif

@@ -70,6 +70,7 @@ struct oidc_keyset;
 struct jwks_source;
 struct pv_identity;
 struct mask_rule;
+struct rec_policy;
 
 #define GOV_DEFAULT_MAX_TOKEN 16384
 #define GOV_LIMIT_MAX_TOKEN   65536
@@ -167,6 +168,7 @@ struct gov_policy {
 	int64_t mask_refresh; /* mask_refresh: seconds between catalog resolutions */
 	struct gov_strlist approver_groups; /* identities in these may APPROVE/DENY */
 	struct gov_webhook webhook;
+	struct rec_policy *recording; /* recording: (recorder_policy.c); NULL: off */
 };
 
 /* Parse a policy file; NULL with "file:line: reason" in err. */

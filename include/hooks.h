@@ -29,6 +29,13 @@ struct pv_hooks {
 	pv_msg_hook client_gate;
 	pv_msg_hook client_msg;
 	pv_msg_hook server_msg;
+	/*
+	 * Recording (record_events.c; NULL when off): record_client sees each
+	 * message client_msg let through (PKT_FORWARD), record_server each
+	 * message server_msg let through, before prepared-statement handling.
+	 */
+	pv_msg_hook record_client;
+	pv_msg_hook record_server;
 };
 
 extern struct pv_hooks pv_hooks;

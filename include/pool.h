@@ -35,6 +35,7 @@ struct pv_identity;
 struct approval;
 struct mask_db;
 struct mask_client;
+struct rec_client;
 
 enum sock_state {
 	SOCK_FREE,
@@ -212,6 +213,7 @@ struct pv_socket {
 	struct rules_client *rules_client; /* rules.c: SQL PREPARE name -> classification */
 	struct approval *approval;	   /* approval.c: the statement held for a decision */
 	struct mask_client *mask;	   /* mask.c: result plan and statement marks */
+	struct rec_client *rec;		   /* record_events.c: session id, statements in flight */
 	/* auth_query.c: while the query runs, the client waits in the auth pool */
 	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
 	bool aq_done;		      /* queried for this login: use the cached credentials */

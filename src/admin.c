@@ -13,6 +13,7 @@
 #include "approval.h"
 #include "governance.h"
 #include "oidc.h"
+#include "record_events.h"
 
 #include <ctype.h>
 #include <event2/event.h>
@@ -1366,6 +1367,7 @@ static enum pkt_action handle_query(struct pv_socket *c, struct pkt *p)
 	c->pool->stats.xact_count++;
 	if (log_verbose >= 1)
 		slog(LG_DEBUG, c, "admin command: %s", q);
+	record_admin(c, q);
 	res = run_command(c, q);
 	if (res == CMD_CLOSED || c->closing)
 		return PKT_STOP;

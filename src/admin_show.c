@@ -16,6 +16,7 @@
 #include "rules.h"
 #include "approval.h"
 #include "mask_catalog.h"
+#include "record_events.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -1030,6 +1031,24 @@ static void show_state(struct admin_res *r)
 	state_row(r, "suspended", G.pause_mode == PAUSE_SUSPEND);
 }
 
+/* One row while a recorder runs (doc/recordings.md); none when recording is off. */
+static void show_recorder(struct admin_res *r)
+{
+	struct rec_stats st;
+
+	if (!record_stats(&st))
+		return;
+	res_row_begin(r);
+	res_text(r, st.file);
+	res_uint(r, st.bytes);
+	res_uint(r, st.events);
+	res_uint(r, st.queue_depth);
+	res_uint(r, st.drops);
+	res_text(r, st.failing ? "yes" : "no");
+	res_text(r, st.last_error);
+	res_row_end(r);
+}
+
 static void show_version(struct admin_res *r)
 {
 	res_row_begin(r);
@@ -1231,6 +1250,10 @@ static const struct admin_col cols_masks[] = {
     {"database", S}, {"mask", S},   {"schema", S}, {"table", S},	   {"column", S},
     {"table_oid", Q}, {"attnum", I}, {"method", S}, {"via_view", S}, {"resolved_at", S},
 };
+static const struct admin_col cols_recorder[] = {
+    {"file", S}, {"bytes", Q}, {"events", Q}, {"queue_depth", Q},
+    {"drops", Q}, {"failing", S}, {"last_error", S},
+};
 static const struct admin_col cols_state[] = {{"key", S}, {"value", S}};
 static const struct admin_col cols_version[] = {{"version", S}};
 
@@ -1266,6 +1289,7 @@ static const struct admin_show shows[] = {
     SHOW("POLICY", false, cols_policy, show_policy),
     SHOW("APPROVALS", true, cols_approvals, show_approvals),
     SHOW("MASKS", false, cols_masks, show_masks),
+    SHOW("RECORDER", false, cols_recorder, show_recorder),
 };
 
 const struct admin_show *admin_show_find(const char *name)

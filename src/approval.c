@@ -9,6 +9,7 @@
 #include "log.h"
 #include "oidc.h"
 #include "pool.h"
+#include "record_events.h"
 #include "sbuf.h"
 #include "util.h"
 #include "webhook.h"
@@ -197,6 +198,7 @@ struct approval *approval_hold(struct pv_socket *c, const char *rule, const char
 	slog_info(c, "approval: id=%llu held: rule=%s subject=%s statement=%s",
 	          (unsigned long long)a->id, a->rule, a->subject ? a->subject : "-", a->statement);
 	announce(a, true);
+	record_approval(a, true);
 	return a;
 }
 
@@ -236,6 +238,7 @@ void approval_decide_as(struct approval *a, enum approval_state state, const cha
 	          approval_state_name(state), who_esc, provider ? " provider=" : "",
 	          provider ? provider : "", a->reason ? ": " : "", a->reason ? a->reason : "");
 	announce(a, false);
+	record_approval(a, false);
 	/* The held message is still first in its input buffer: dispatch it again. */
 	sbuf_wakeup(a->client);
 }
@@ -307,6 +310,7 @@ void approval_client_gone(struct pv_socket *c)
 		free(c->approval->reason);
 		c->approval->reason = strdup("client disconnected");
 		announce(c->approval, false);
+		record_approval(c->approval, false);
 	}
 	approval_done(c);
 }

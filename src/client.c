@@ -10,6 +10,7 @@
 #include "hooks.h"
 #include "approval.h"
 #include "prepared.h"
+#include "record_events.h"
 #include "log.h"
 #include "proto.h"
 #include "tls.h"
@@ -73,6 +74,7 @@ void client_close(struct pv_socket *c, const char *reason)
 		pool_unlink(c, s);
 	}
 	approval_client_gone(c);
+	record_session_end(c, reason);
 	if (c->cancel_target) {
 		c->cancel_target->cancel_target = NULL;
 		c->cancel_target = NULL;
@@ -456,6 +458,7 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 	for (int i = 0; i < n; i++)
 		if (!take_param(c, params[i].key, params[i].value, unsup, &n_unsup))
 			return PKT_STOP;
+	record_startup_params(c, params, n);
 	if (c->repl_options && !c->replication && !apply_options(c, c->repl_options))
 		return PKT_STOP;
 	if (!c->startup_user || !*c->startup_user) {
@@ -559,6 +562,7 @@ void client_mark_logged_in(struct pv_socket *c, bool counts_toward_max)
 		G.client_count++;
 	c->pool->stats.client_login_count++;
 	socket_set_state(c, CL_ACTIVE);
+	record_session_start(c);
 }
 
 /* --- logged-in traffic -------------------------------------------------------------- */
@@ -643,6 +647,12 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 		return PKT_NEED_FULL;
 	if (pv_hooks.client_msg) {
 		enum pkt_action a = pv_hooks.client_msg(c, p);
+		if (a != PKT_FORWARD)
+			return a;
+	}
+	/* after the rules: what they rewrote or held is recorded as their decision */
+	if (pv_hooks.record_client) {
+		enum pkt_action a = pv_hooks.record_client(c, p);
 		if (a != PKT_FORWARD)
 			return a;
 	}

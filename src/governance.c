@@ -14,6 +14,7 @@
 #include "jwks.h"
 #include "log.h"
 #include "oidc.h"
+#include "record_events.h"
 #include "rules.h"
 #include "mask.h"
 #include "mask_catalog.h"
@@ -671,6 +672,7 @@ static const struct gov_section {
     {"derived", mask_parse_derived},
     {"predicates", mask_parse_predicates},
     {"mask_refresh", mask_parse_refresh},
+    {"recording", rec_parse_recording}, /* recorder_policy.c */
 };
 
 static bool parse_root(struct gparser *ps)
@@ -879,6 +881,7 @@ void gov_free(struct gov_policy *pol)
 		grant_free(&pol->grants[i]);
 	free(pol->grants);
 	mask_policy_free(pol);
+	rec_policy_free(pol->recording);
 	strlist_free(&pol->approver_groups);
 	free(pol->webhook.url);
 	free(pol->webhook.ca_file);

@@ -13,6 +13,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "record_events.h"
 #include "pool.h"
 #include "sbuf.h"
 #include "stats.h"
@@ -125,6 +126,7 @@ static bool reload_config(void)
 		return false;
 	}
 	gov_commit(gov);
+	record_reload(); /* a changed recording: section restarts the recorder */
 	old = G.cf;
 	G.cf = next;
 	/* While db->conf still points into the old config: close changed, kill removed. */
@@ -458,6 +460,9 @@ int main(int argc, char **argv)
 		die("cannot start the JWKS fetcher");
 	if (!stats_start())
 		die("stats timer setup failed");
+	/* After daemonize (a thread); before listening, so no session goes unrecorded. */
+	if (!record_start(err, sizeof(err)))
+		die("cannot start the recorder: %s", err);
 	if (!listeners_open(err, sizeof(err)))
 		die("%s", err);
 	if (!metrics_start())
@@ -473,6 +478,7 @@ int main(int argc, char **argv)
 	metrics_stop();
 	stats_stop();
 	janitor_stop();
+	record_stop(); /* writes everything queued */
 	webhook_stop(); /* before jwks_stop(): both hold libcurl */
 	jwks_stop();
 	log_info("shutting down");

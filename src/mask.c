@@ -24,6 +24,7 @@
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
+#include "record_events.h"
 #include "sbuf.h"
 #include "util.h"
 
@@ -367,6 +368,8 @@ static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
 	out->data[start + 2] = (uint8_t)(n >> 16);
 	out->data[start + 3] = (uint8_t)(n >> 8);
 	out->data[start + 4] = (uint8_t)n;
+	/* the recorder gets the row as the client does: masked (before the queue can move) */
+	record_result_row(c, out->data + start + 5, n - 4);
 	sbuf_out_commit(s, c);
 	return PKT_CONSUMED;
 }

@@ -7,6 +7,7 @@
 #include "mask.h"
 #include "oidc.h"
 #include "prepared.h"
+#include "record_events.h"
 #include "rules.h"
 #include "approval.h"
 #include "tls.h"
@@ -234,6 +235,7 @@ static void socket_destroy(struct pv_socket *s)
 	identity_free(s->identity);
 	rules_client_free(s);
 	mask_client_free(s);
+	record_client_free(s);
 	approval_client_gone(s);
 	free(s->startup_user);
 	free(s->startup_db);

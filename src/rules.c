@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
+#include "record_events.h"
 #include "sbuf.h"
 #include "server.h"
 #include "varcache.h"
@@ -550,6 +551,7 @@ static enum pkt_action deny(struct pv_socket *c, const struct pkt *p, struct stm
 
 	deny_text(d, text, sizeof(text));
 	c->denials++;
+	record_refused(c, p, d->name, d->message);
 	return refuse(c, p, m, "42501", text);
 }
 
@@ -676,6 +678,8 @@ static enum pkt_action apply_decision(struct pv_socket *c, const struct pkt *p, 
 		a = refuse(c, p, m, "42501", text);
 		break;
 	}
+	if (ap->state != APPROVAL_APPROVED) /* the decision event is recorded; this is its error */
+		record_refused(c, p, NULL, NULL);
 	approval_done(c);
 	return a;
 }

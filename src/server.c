@@ -829,6 +829,11 @@ enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p)
 		if (a != PKT_FORWARD)
 			return a;
 	}
+	if (pv_hooks.record_server) {
+		enum pkt_action a = pv_hooks.record_server(s, p);
+		if (a != PKT_FORWARD)
+			return a;
+	}
 	if (s->ps_track) {
 		enum pkt_action a = ps_server_msg(s, p);
 		if (a != PKT_FORWARD)

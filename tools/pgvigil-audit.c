@@ -308,9 +308,12 @@ static void summary(json_t *ev, const char *type)
 	else if (strcmp(type, "session_start") == 0)
 		printf("identity=%s db_user=%s database=%s", str_of(ev, "identity"),
 		       str_of(ev, "db_user"), str_of(ev, "database"));
-	else if (strcmp(type, "decision") == 0 || strcmp(type, "denial") == 0)
+	else if (strcmp(type, "decision") == 0 || strcmp(type, "denial") == 0 ||
+	         strcmp(type, "approval_request") == 0)
 		printf("%s rule=%s approver=%s", str_of(ev, "decision"), str_of(ev, "rule"),
 		       str_of(ev, "approver"));
+	else if (strcmp(type, "admin") == 0)
+		printf("%s", str_of(ev, "command"));
 	else
 		printf("%s", str_of(ev, "reason"));
 }

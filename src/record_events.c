@@ -1,0 +1,1499 @@
+/*
+ * record_events.c - builds the recorded events from the packet path and
+ * hands them to the recorder (record_events.h says what this owns; the
+ * event schema is doc/recordings.md).
+ *
+ * Statements and results are paired per client with a FIFO of what was sent:
+ * a Query, each Execute, and a marker per Sync. CommandComplete, EmptyQuery,
+ * PortalSuspended and ErrorResponse complete the first entry; ReadyForQuery
+ * ends everything up to its Query or Sync (an Execute the server skipped after
+ * an error gets a `skipped` result).
+ *
+ * Back-pressure (block mode): an event the queue refuses is parked on its
+ * client, in order, and the client stops being read; the room eventfd of the
+ * recorder drains parked events and wakes the client. An event of a client
+ * that has parked events is parked behind them, so the order per session is
+ * kept. Events of closed clients are kept on an orphan list, never dropped.
+ */
+#include "record_events.h"
+#include "approval.h"
+#include "governance.h"
+#include "hooks.h"
+#include "inspect.h"
+#include "log.h"
+#include "oidc.h"
+#include "pool.h"
+#include "proto.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define REC_MAX_TRACKED 512 /* Parse texts / portals remembered per client */
+#define REC_TYPE_MAX    24
+
+/* One event waiting for room in the queue (block mode). */
+struct rec_ev {
+	char type[REC_TYPE_MAX];
+	json_t *fields;
+	struct rec_ev *next;
+};
+
+/* A named (or unnamed, "") prepared statement or portal of the client. */
+struct rec_named {
+	char *name;
+	char *text;     /* statement text; NULL when unknown */
+	uint32_t *oids; /* statements: declared parameter types */
+	uint16_t n_oids;
+	bool denied;    /* the Parse was replaced by a denial (rules.c) */
+	json_t *params; /* portals: rendered Bind parameters */
+	char *stmt;     /* portals: the statement name bound */
+};
+
+enum pend_kind {
+	PEND_QUERY, /* a simple Query: results until its ReadyForQuery */
+	PEND_EXEC,  /* an Execute: one completion */
+	PEND_SYNC,  /* a Sync: ends the extended batch */
+	PEND_DESCRIBE, /* a Describe: ParameterDescription / RowDescription / NoData */
+	PEND_OTHER, /* a FunctionCall: a ReadyForQuery boundary, nothing recorded */
+};
+
+struct rec_pending {
+	enum pend_kind kind;
+	uint64_t stmt;  /* statement number in the session; 0: not recorded (denied) */
+	bool refused;   /* replaced by a denial: the error is its result */
+	usec_t sent;
+	int part;       /* Query: results so far (multi-statement texts) */
+	json_t *columns;
+	json_t *rows;
+	char *name; /* Describe of a statement: its name (the types are learnt from 't') */
+	struct rec_pending *next;
+};
+
+struct rec_client {
+	char session[40];
+	bool started; /* session_start recorded */
+	usec_t connect;
+	json_t *params; /* startup parameters without secrets */
+	uint64_t n_stmt, n_results, n_errors;
+	struct rec_named *stmts, *portals;
+	size_t n_stmts, n_portals;
+	struct rec_pending *pend, *pend_tail;
+	struct rec_ev *parked, *parked_tail;
+	bool waiting; /* on the waiters list */
+	struct pv_socket *owner;
+	struct rec_client *next_wait;
+};
+
+static struct recorder *R;
+static struct rec_policy *P; /* the running recorder's policy (our copy) */
+static struct event *room_ev;
+static struct rec_client *waiters;
+static struct rec_ev *orphans, *orphans_tail;
+static uint32_t session_prefix;
+static uint64_t session_counter;
+
+static enum pkt_action rec_client_msg(struct pv_socket *c, struct pkt *p);
+static enum pkt_action rec_server_msg(struct pv_socket *s, struct pkt *p);
+
+/* --- parked events ----------------------------------------------------------------- */
+
+static void on_room(evutil_socket_t fd, short what, void *arg);
+
+static void want_room(void)
+{
+	if (!room_ev) {
+		room_ev = event_new(G.base, recorder_room_fd(R), EV_READ | EV_PERSIST, on_room, NULL);
+		if (!room_ev) {
+			log_error("recorder: cannot watch the queue for room");
+			return;
+		}
+	}
+	event_add(room_ev, NULL);
+}
+
+static bool park_on(struct rec_ev **head, struct rec_ev **tail, const char *type, json_t *fields)
+{
+	struct rec_ev *e = calloc(1, sizeof(*e));
+	if (!e) {
+		log_error("recorder: out of memory: %s event lost", type);
+		json_decref(fields);
+		return false;
+	}
+	snprintf(e->type, sizeof(e->type), "%s", type);
+	e->fields = fields;
+	if (*tail)
+		(*tail)->next = e;
+	else
+		*head = e;
+	*tail = e;
+	return true;
+}
+
+static void park(struct rec_client *rc, const char *type, json_t *fields)
+{
+	if (!rc) {
+		park_on(&orphans, &orphans_tail, type, fields);
+		want_room();
+		return;
+	}
+	park_on(&rc->parked, &rc->parked_tail, type, fields);
+	if (!rc->waiting) {
+		rc->waiting = true;
+		rc->next_wait = waiters;
+		waiters = rc;
+	}
+	/* fail closed: the client waits until its events are in the queue */
+	if (rc->owner && !rc->owner->closing)
+		sbuf_pause(rc->owner);
+	want_room();
+}
+
+/* Emit with back-pressure; fields is always taken. */
+static void emit(struct rec_client *rc, const char *type, json_t *fields)
+{
+	if (!fields)
+		return;
+	if (!R) {
+		json_decref(fields);
+		return;
+	}
+	if ((rc && rc->parked) || (!rc && orphans)) {
+		park(rc, type, fields);
+		return;
+	}
+	if (recorder_emit(R, type, fields) == REC_FULL)
+		park(rc, type, fields);
+}
+
+/* Move queued events into the recorder; false when it is full again. */
+static bool drain(struct rec_ev **head, struct rec_ev **tail)
+{
+	while (*head) {
+		struct rec_ev *e = *head;
+		if (recorder_emit(R, e->type, e->fields) == REC_FULL)
+			return false;
+		*head = e->next;
+		free(e);
+	}
+	*tail = NULL;
+	return true;
+}
+
+static void drain_waiters(void)
+{
+	struct rec_client **pp = &waiters;
+	while (*pp) {
+		struct rec_client *rc = *pp;
+		if (!drain(&rc->parked, &rc->parked_tail))
+			return;
+		*pp = rc->next_wait;
+		rc->waiting = false;
+		if (rc->owner && !rc->owner->closing)
+			sbuf_wakeup(rc->owner);
+	}
+}
+
+static void on_room(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!R)
+		return;
+	recorder_room_ack(R);
+	if (drain(&orphans, &orphans_tail))
+		drain_waiters();
+	if (!orphans && !waiters)
+		event_del(room_ev);
+}
+
+/* --- lifecycle ------------------------------------------------------------------- */
+
+static struct rec_policy *policy_copy(const struct rec_policy *src)
+{
+	struct rec_policy *p = malloc(sizeof(*p));
+	if (!p)
+		return NULL;
+	*p = *src;
+	p->cfg.directory = strdup(src->cfg.directory);
+	p->cfg.hmac_key = src->cfg.hmac_key ? strdup(src->cfg.hmac_key) : NULL;
+	if (!p->cfg.directory || (src->cfg.hmac_key && !p->cfg.hmac_key)) {
+		rec_policy_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void set_hooks(bool on)
+{
+	pv_hooks.record_client = on && P->statements ? rec_client_msg : NULL;
+	pv_hooks.record_server = on && P->statements && P->results != REC_RESULTS_NONE
+	                             ? rec_server_msg
+	                             : NULL;
+}
+
+/* Stop the running recorder (it writes everything queued); parked events stay parked. */
+static void stop_running(void)
+{
+	if (room_ev) {
+		event_free(room_ev);
+		room_ev = NULL;
+	}
+	if (R)
+		recorder_stop(R);
+	R = NULL;
+	rec_policy_free(P);
+	P = NULL;
+	set_hooks(false);
+}
+
+static bool start_with(const struct rec_policy *pol, char *err, size_t errlen)
+{
+	struct rec_policy *copy = policy_copy(pol);
+	struct recorder *r;
+
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	r = recorder_start(&copy->cfg, err, errlen);
+	if (!r) {
+		rec_policy_free(copy);
+		return false;
+	}
+	R = r;
+	P = copy;
+	set_hooks(true);
+	log_info("recorder: recording to %s", P->cfg.directory);
+	/* events parked for the previous recorder go to this one; their clients resume */
+	if (drain(&orphans, &orphans_tail))
+		drain_waiters();
+	if (orphans || waiters)
+		want_room();
+	return true;
+}
+
+bool record_start(char *err, size_t errlen)
+{
+	const struct gov_policy *pol = gov_active();
+	if (!session_prefix && !random_bytes(&session_prefix, sizeof(session_prefix)))
+		session_prefix = (uint32_t)now_usec();
+	if (!pol || !pol->recording)
+		return true;
+	return start_with(pol->recording, err, errlen);
+}
+
+static void free_events(struct rec_ev **head, struct rec_ev **tail)
+{
+	while (*head) {
+		struct rec_ev *e = *head;
+		*head = e->next;
+		json_decref(e->fields);
+		free(e);
+	}
+	*tail = NULL;
+}
+
+/* Recording turned off: nothing can take parked events any more; their clients go on. */
+static void discard_parked(void)
+{
+	size_t n = 0;
+	free_events(&orphans, &orphans_tail);
+	while (waiters) {
+		struct rec_client *rc = waiters;
+		waiters = rc->next_wait;
+		rc->waiting = false;
+		free_events(&rc->parked, &rc->parked_tail);
+		if (rc->owner && !rc->owner->closing)
+			sbuf_wakeup(rc->owner);
+		n++;
+	}
+	if (n)
+		log_warning("recorder: off by RELOAD: events of %zu waiting clients not recorded", n);
+}
+
+void record_reload(void)
+{
+	const struct gov_policy *pol = gov_active();
+	const struct rec_policy *next = pol ? pol->recording : NULL;
+	char err[512];
+
+	if (!next) {
+		if (R)
+			log_info("recorder: recording turned off");
+		stop_running();
+		discard_parked();
+		return;
+	}
+	if (R && !rec_policy_needs_restart(P, next)) {
+		/* statements/results/caps apply to new events at once */
+		P->statements = next->statements;
+		P->results = next->results;
+		P->max_result_rows = next->max_result_rows;
+		P->max_value_bytes = next->max_value_bytes;
+		set_hooks(true);
+		return;
+	}
+	stop_running();
+	if (!start_with(next, err, sizeof(err))) {
+		log_error("recorder: cannot start, recording is off: %s", err);
+		discard_parked();
+	}
+}
+
+void record_stop(void)
+{
+	/* Parked events get one last chance: the stopping recorder writes what it holds. */
+	if (R) {
+		drain(&orphans, &orphans_tail);
+		for (struct rec_client *rc = waiters; rc; rc = rc->next_wait)
+			drain(&rc->parked, &rc->parked_tail);
+	}
+	stop_running();
+}
+
+bool record_stats(struct rec_stats *out)
+{
+	if (!R)
+		return false;
+	recorder_stats(R, out);
+	return true;
+}
+
+/* --- per-client state ---------------------------------------------------------------- */
+
+static struct rec_client *rc_get(struct pv_socket *c)
+{
+	struct rec_client *rc = c->rec;
+	if (rc || !R)
+		return rc;
+	rc = calloc(1, sizeof(*rc));
+	if (!rc)
+		return NULL;
+	snprintf(rc->session, sizeof(rc->session), "%08x-%llu", session_prefix,
+	         (unsigned long long)++session_counter);
+	rc->connect = c->connect_time ? c->connect_time : now_usec();
+	rc->owner = c;
+	c->rec = rc;
+	return rc;
+}
+
+static void named_clear(struct rec_named *n)
+{
+	free(n->name);
+	free(n->text);
+	free(n->oids);
+	free(n->stmt);
+	json_decref(n->params);
+	memset(n, 0, sizeof(*n));
+}
+
+static void named_free_all(struct rec_named **v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		named_clear(&(*v)[i]);
+	free(*v);
+	*v = NULL;
+	*n = 0;
+}
+
+static void pend_free(struct rec_pending *e)
+{
+	json_decref(e->columns);
+	json_decref(e->rows);
+	free(e->name);
+	free(e);
+}
+
+static void waiters_remove(struct rec_client *rc)
+{
+	for (struct rec_client **pp = &waiters; *pp; pp = &(*pp)->next_wait) {
+		if (*pp == rc) {
+			*pp = rc->next_wait;
+			break;
+		}
+	}
+	rc->waiting = false;
+}
+
+void record_client_free(struct pv_socket *c)
+{
+	struct rec_client *rc = c->rec;
+	if (!rc)
+		return;
+	if (rc->waiting)
+		waiters_remove(rc);
+	/* parked events outlive the client: they are part of the record */
+	if (rc->parked) {
+		if (orphans_tail)
+			orphans_tail->next = rc->parked;
+		else
+			orphans = rc->parked;
+		orphans_tail = rc->parked_tail;
+		if (R)
+			want_room();
+	}
+	while (rc->pend) {
+		struct rec_pending *e = rc->pend;
+		rc->pend = e->next;
+		pend_free(e);
+	}
+	named_free_all(&rc->stmts, &rc->n_stmts);
+	named_free_all(&rc->portals, &rc->n_portals);
+	json_decref(rc->params);
+	free(rc);
+	c->rec = NULL;
+}
+
+static struct rec_named *named_find(struct rec_named *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* The entry for name, emptied for new content; the oldest is forgotten at the cap. */
+static struct rec_named *named_slot(struct rec_named **v, size_t *n, const char *name)
+{
+	struct rec_named *e = named_find(*v, *n, name), *grown;
+	char *dup = strdup(name);
+
+	if (!dup)
+		return NULL;
+	if (e) {
+		named_clear(e);
+		e->name = dup;
+		return e;
+	}
+	if (*n == REC_MAX_TRACKED) {
+		named_clear(&(*v)[0]);
+		memmove(&(*v)[0], &(*v)[1], (*n - 1) * sizeof(**v));
+		--*n;
+	} else {
+		grown = realloc(*v, (*n + 1) * sizeof(**v));
+		if (!grown) {
+			free(dup);
+			return NULL;
+		}
+		*v = grown;
+	}
+	e = &(*v)[(*n)++];
+	memset(e, 0, sizeof(*e));
+	e->name = dup;
+	return e;
+}
+
+static void named_remove(struct rec_named *v, size_t *n, const char *name)
+{
+	struct rec_named *e = named_find(v, *n, name);
+	if (!e)
+		return;
+	named_clear(e);
+	memmove(e, e + 1, (size_t)(&v[*n] - (e + 1)) * sizeof(*e));
+	--*n;
+}
+
+/* --- value rendering --------------------------------------------------------------- */
+
+static json_t *hex_json(const uint8_t *v, size_t len, size_t cap)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t n = len * 2 + 2 > cap ? (cap > 2 ? (cap - 2) / 2 : 0) : len;
+	char *buf = malloc(n * 2 + 3);
+	json_t *j;
+
+	if (!buf)
+		return NULL;
+	buf[0] = '\\';
+	buf[1] = 'x';
+	for (size_t i = 0; i < n; i++) {
+		buf[2 + 2 * i] = digits[v[i] >> 4];
+		buf[3 + 2 * i] = digits[v[i] & 15];
+	}
+	j = json_stringn(buf, n * 2 + 2);
+	free(buf);
+	return j;
+}
+
+/* Text capped at cap bytes (cut on a character boundary); hex when not UTF-8. */
+static json_t *text_json(const uint8_t *v, size_t len, size_t cap)
+{
+	size_t n = len > cap ? cap : len;
+	json_t *j;
+
+	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
+		n--;
+	j = json_stringn((const char *)v, n);
+	return j ? j : hex_json(v, len, cap);
+}
+
+static int64_t be_int(const uint8_t *v, size_t len)
+{
+	uint64_t x = 0;
+	for (size_t i = 0; i < len; i++)
+		x = (x << 8) | v[i];
+	if (len < 8 && (v[0] & 0x80))
+		x |= ~UINT64_C(0) << (len * 8);
+	return (int64_t)x;
+}
+
+#define OID_BOOL 16
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+
+/* A binary-format value by its type where the layout is known, else hex. */
+static json_t *binary_json(uint32_t oid, const uint8_t *v, size_t len, size_t cap)
+{
+	if (oid == OID_BOOL && len == 1)
+		return json_boolean(v[0] != 0);
+	if ((oid == OID_INT2 && len == 2) || (oid == OID_INT4 && len == 4) ||
+	    (oid == OID_INT8 && len == 8))
+		return json_integer(be_int(v, len));
+	return hex_json(v, len, cap);
+}
+
+/* --- statement metadata ----------------------------------------------------------- */
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = tolower(ch);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* URL-decode [s, s+len) into a JSON string (sqlcommenter encodes keys and values). */
+static json_t *url_decoded(const char *s, size_t len)
+{
+	char *out = malloc(len + 1);
+	size_t n = 0;
+	json_t *j;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			out[n++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+			i += 2;
+		} else if (s[i] == '\\' && i + 1 < len) {
+			out[n++] = s[++i];
+		} else {
+			out[n++] = s[i];
+		}
+	}
+	j = json_stringn(out, n);
+	free(out);
+	return j;
+}
+
+/* One key='value' pair at *pp (up to end); false when malformed. */
+static bool comment_pair(const char **pp, const char *end, json_t *tags)
+{
+	const char *p = *pp, *k, *ke, *v;
+	json_t *key, *val;
+
+	while (p < end && isspace((unsigned char)*p))
+		p++;
+	k = p;
+	while (p < end && *p != '=')
+		p++;
+	ke = p;
+	while (ke > k && isspace((unsigned char)ke[-1]))
+		ke--;
+	if (p >= end || ke == k || ++p >= end || *p != '\'')
+		return false;
+	v = ++p;
+	while (p < end && *p != '\'')
+		p += *p == '\\' && p + 1 < end ? 2 : 1;
+	if (p >= end)
+		return false;
+	key = url_decoded(k, (size_t)(ke - k));
+	val = url_decoded(v, (size_t)(p - v));
+	if (key && val)
+		json_object_set(tags, json_string_value(key), val);
+	json_decref(key);
+	json_decref(val);
+	p++;
+	while (p < end && isspace((unsigned char)*p))
+		p++;
+	if (p < end && *p != ',')
+		return false;
+	*pp = p < end ? p + 1 : p;
+	return true;
+}
+
+/* sqlcommenter: tags of a trailing comment  key='value',...  at the end of the text; NULL when none. */
+static json_t *sqlcomment_tags(const char *sql, size_t len)
+{
+	const char *end, *start = NULL, *p;
+	json_t *tags;
+
+	while (len && (isspace((unsigned char)sql[len - 1]) || sql[len - 1] == ';'))
+		len--;
+	if (len < 4 || sql[len - 1] != '/' || sql[len - 2] != '*')
+		return NULL;
+	end = sql + len - 2;
+	for (size_t i = (size_t)(end - sql) - 1; i-- > 0;)
+		if (sql[i] == '/' && sql[i + 1] == '*') {
+			start = sql + i + 2;
+			break;
+		}
+	if (!start || !(tags = json_object()))
+		return NULL;
+	for (p = start; p < end;)
+		if (!comment_pair(&p, end, tags))
+			break;
+	if (json_object_size(tags) == 0) {
+		json_decref(tags);
+		return NULL;
+	}
+	return tags;
+}
+
+/* Agent context: trace ids and prompt / agent tags the client attached. */
+static json_t *context_of(json_t *tags)
+{
+	json_t *ctx = json_object(), *v;
+	const char *k;
+
+	if (!ctx)
+		return NULL;
+	json_object_foreach(tags, k, v)
+	{
+		if (strcmp(k, "traceparent") == 0 || strcmp(k, "tracestate") == 0 ||
+		    strncmp(k, "prompt", 6) == 0 || strncmp(k, "agent", 5) == 0)
+			json_object_set(ctx, k, v);
+	}
+	return ctx;
+}
+
+static const char *class_of(const struct inspect_result *res)
+{
+	if (!res || res->parse_error)
+		return "unparsable";
+	for (int i = 0; i < 32; i++)
+		if (res->classes & (1u << i))
+			return inspect_class_name(1u << i) ? inspect_class_name(1u << i) : "other";
+	return "other";
+}
+
+/*
+ * A DDL text that names a password (CREATE/ALTER ROLE ... PASSWORD '...')
+ * keeps its string literals out of the record.
+ */
+static char *redact_literals(const char *sql, size_t len)
+{
+	char *out = malloc(len + 1);
+	size_t n = 0;
+	bool in = false;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (sql[i] == '\'') {
+			if (!in)
+				memcpy(out + n, "'***", 4), n += 4;
+			in = !in;
+			if (!in)
+				out[n++] = '\'';
+		} else if (!in) {
+			out[n++] = sql[i];
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
+static bool mentions_secret(const char *s, size_t len)
+{
+	static const char *const words[] = {"password", "secret", "token"};
+	for (size_t w = 0; w < 3; w++) {
+		size_t wl = strlen(words[w]);
+		for (size_t i = 0; i + wl <= len; i++)
+			if (strncasecmp(s + i, words[w], wl) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* text, fingerprint, class, tags and context of a statement into ev. */
+static void describe_sql(json_t *ev, const char *sql, size_t len)
+{
+	struct inspect_result *res = inspect_classify(sql, len);
+	char fp[17];
+	json_t *tags;
+
+	if (res && (res->classes & (SC_DDL | SC_ALTER)) && mentions_secret(sql, len)) {
+		char *red = redact_literals(sql, len);
+		json_object_set_new(ev, "text", red ? json_string(red) : json_null());
+		free(red);
+	} else {
+		json_object_set_new(ev, "text", text_json((const uint8_t *)sql, len, len));
+	}
+	if (res && !res->parse_error) {
+		snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)res->fingerprint);
+		json_object_set_new(ev, "fingerprint", json_string(fp));
+	}
+	json_object_set_new(ev, "class", json_string(class_of(res)));
+	if (res && res->n_statements > 1)
+		json_object_set_new(ev, "statements", json_integer(res->n_statements));
+	if (res)
+		inspect_release(res);
+	tags = sqlcomment_tags(sql, len);
+	if (tags) {
+		json_object_set_new(ev, "context", context_of(tags));
+		json_object_set_new(ev, "tags", tags);
+	}
+}
+
+static json_t *event_of(const struct rec_client *rc)
+{
+	json_t *ev = json_object();
+	if (ev)
+		json_object_set_new(ev, "session", json_string(rc->session));
+	return ev;
+}
+
+/* A setting or parameter name that may hold a secret. */
+static bool secret_name(const char *k, size_t len)
+{
+	static const char *const words[] = {"password", "secret", "token", "key", "credential"};
+	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+		size_t wl = strlen(words[w]);
+		for (size_t i = 0; i + wl <= len; i++)
+			if (strncasecmp(k + i, words[w], wl) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* --- sessions --------------------------------------------------------------------- */
+
+static bool secret_param(const char *key)
+{
+	return secret_name(key, strlen(key)) || strcasecmp(key, "options") == 0;
+}
+
+void record_startup_params(struct pv_socket *c, const struct startup_param *params, int n)
+{
+	struct rec_client *rc = rc_get(c);
+	if (!rc)
+		return;
+	json_decref(rc->params);
+	rc->params = json_object();
+	for (int i = 0; rc->params && i < n; i++) {
+		const char *k = params[i].key, *v = params[i].value;
+		/* "options" may carry -c settings with secrets; only its presence is kept */
+		json_object_set_new(rc->params, k,
+		                    secret_param(k) ? json_string("[redacted]")
+		                                    : text_json((const uint8_t *)v, strlen(v), 1024));
+	}
+}
+
+static void addr_of(const struct pv_socket *c, json_t *ev)
+{
+	char addr[INET6_ADDRSTRLEN] = "unix";
+	int port = 0;
+
+	if (c->remote.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)&c->remote;
+		inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+		port = ntohs(in->sin_port);
+	} else if (c->remote.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)&c->remote;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(in6->sin6_port);
+	}
+	json_object_set_new(ev, "client_addr", json_string(addr));
+	json_object_set_new(ev, "client_port", json_integer(port));
+}
+
+static json_t *tls_of(const struct pv_socket *c)
+{
+	if (!c->tls)
+		return json_null();
+	return json_pack("{s:s,s:s}", "version", SSL_get_version(c->tls), "cipher",
+	                 SSL_get_cipher_name(c->tls));
+}
+
+static void identity_of(const struct pv_socket *c, json_t *ev)
+{
+	const struct pv_identity *id = c->identity;
+	json_t *groups = json_array();
+
+	for (size_t i = 0; id && groups && i < id->n_groups; i++)
+		json_array_append_new(groups, json_string(id->groups[i]));
+	json_object_set_new(ev, "identity", id ? json_string(id->subject) : json_null());
+	json_object_set_new(ev, "provider", id ? json_string(id->provider) : json_null());
+	json_object_set_new(ev, "groups", groups ? groups : json_null());
+}
+
+void record_session_start(struct pv_socket *c)
+{
+	struct rec_client *rc;
+	json_t *ev;
+
+	if (!R || c->pool->db->is_admin || c->replication || !(rc = rc_get(c)) || rc->started)
+		return;
+	rc->started = true;
+	if (!(ev = event_of(rc)))
+		return;
+	identity_of(c, ev);
+	json_object_set_new(ev, "db_user", json_string(c->pool->user->name));
+	json_object_set_new(ev, "login_user", json_string(c->startup_user));
+	json_object_set_new(ev, "database", json_string(c->pool->db->name));
+	addr_of(c, ev);
+	json_object_set_new(ev, "tls", tls_of(c));
+	json_object_set_new(ev, "application_name",
+	                    c->app_name ? json_string(c->app_name) : json_null());
+	json_object_set_new(ev, "params", rc->params ? json_incref(rc->params) : json_object());
+	emit(rc, "session_start", ev);
+}
+
+void record_session_end(struct pv_socket *c, const char *reason)
+{
+	struct rec_client *rc = c->rec;
+	json_t *ev;
+
+	if (!rc || !rc->started || !(ev = event_of(rc)))
+		return;
+	rc->started = false;
+	json_object_set_new(ev, "reason", json_string(reason ? reason : ""));
+	json_object_set_new(ev, "duration_us", json_integer(now_usec() - rc->connect));
+	json_object_set_new(ev, "statements", json_integer((json_int_t)rc->n_stmt));
+	json_object_set_new(ev, "results", json_integer((json_int_t)rc->n_results));
+	json_object_set_new(ev, "errors", json_integer((json_int_t)rc->n_errors));
+	json_object_set_new(ev, "denials", json_integer((json_int_t)c->denials));
+	/* the client is going: its event must not pause it, only wait with the others */
+	rc->owner = NULL;
+	emit(rc, "session_end", ev);
+	rc->owner = c;
+}
+
+/* A client that logged in before recording started is recorded from its next message. */
+static struct rec_client *rc_session(struct pv_socket *c)
+{
+	struct rec_client *rc = rc_get(c);
+	if (rc && !rc->started && !c->pool->db->is_admin)
+		record_session_start(c);
+	return rc;
+}
+
+/* --- client messages ---------------------------------------------------------------- */
+
+static struct rec_pending *pend_push(struct rec_client *rc, enum pend_kind kind, uint64_t stmt)
+{
+	struct rec_pending *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->kind = kind;
+	e->stmt = stmt;
+	e->sent = now_usec();
+	if (rc->pend_tail)
+		rc->pend_tail->next = e;
+	else
+		rc->pend = e;
+	rc->pend_tail = e;
+	return e;
+}
+
+static void pend_pop(struct rec_client *rc)
+{
+	struct rec_pending *e = rc->pend;
+	if (!e)
+		return;
+	rc->pend = e->next;
+	if (!rc->pend)
+		rc->pend_tail = NULL;
+	pend_free(e);
+}
+
+static void on_query(struct rec_client *rc, const struct pkt *p)
+{
+	struct pkt_reader r;
+	const char *sql;
+	json_t *ev;
+
+	reader_init_pkt(&r, p);
+	sql = read_string(&r);
+	if (!sql || !(ev = event_of(rc)))
+		return;
+	json_object_set_new(ev, "stmt", json_integer((json_int_t)++rc->n_stmt));
+	json_object_set_new(ev, "protocol", json_string("simple"));
+	describe_sql(ev, sql, strlen(sql));
+	pend_push(rc, PEND_QUERY, rc->n_stmt);
+	emit(rc, "statement", ev);
+}
+
+static void on_parse(struct rec_client *rc, const struct pkt *p, bool denied)
+{
+	struct pkt_reader r;
+	const char *name, *sql;
+	struct rec_named *e;
+	uint16_t n;
+
+	reader_init_pkt(&r, p);
+	name = read_string(&r);
+	sql = read_string(&r);
+	n = read_u16(&r);
+	if (!name || !sql || r.bad || !(e = named_slot(&rc->stmts, &rc->n_stmts, name)))
+		return;
+	e->text = strdup(sql);
+	e->denied = denied;
+	e->oids = n ? calloc(n, sizeof(*e->oids)) : NULL;
+	for (uint16_t i = 0; e->oids && i < n; i++)
+		e->oids[i] = read_u32(&r);
+	e->n_oids = e->oids ? n : 0;
+}
+
+static uint16_t param_format(const uint8_t *fmts, uint16_t nfmt, uint16_t i)
+{
+	if (nfmt == 0)
+		return 0;
+	return (uint16_t)((fmts[nfmt == 1 ? 0 : 2 * i] << 8) | fmts[(nfmt == 1 ? 0 : 2 * i) + 1]);
+}
+
+/* Bind parameters as JSON: text as strings, binary by type where known. */
+static json_t *bind_params(struct pkt_reader *r, const struct rec_named *st)
+{
+	uint16_t nfmt = read_u16(r), n;
+	const uint8_t *fmts = read_bytes(r, (size_t)nfmt * 2);
+	json_t *arr = json_array();
+	size_t cap = (size_t)P->max_value_bytes;
+
+	n = read_u16(r);
+	if (nfmt > 1 && nfmt != n)
+		return arr;
+	for (uint16_t i = 0; arr && !r->bad && i < n; i++) {
+		int32_t len = (int32_t)read_u32(r);
+		const uint8_t *v = len > 0 ? read_bytes(r, (size_t)len) : (const uint8_t *)"";
+		uint32_t oid = st && i < st->n_oids ? st->oids[i] : 0;
+		if (r->bad)
+			break;
+		if (len < 0)
+			json_array_append_new(arr, json_null());
+		else if (param_format(fmts, nfmt, i) == 1)
+			json_array_append_new(arr, binary_json(oid, v, (size_t)len, cap));
+		else
+			json_array_append_new(arr, text_json(v, (size_t)len, cap));
+	}
+	return arr;
+}
+
+static void on_bind(struct rec_client *rc, const struct pkt *p)
+{
+	struct pkt_reader r;
+	const char *portal, *stmt;
+	struct rec_named *st, *e;
+
+	reader_init_pkt(&r, p);
+	portal = read_string(&r);
+	stmt = read_string(&r);
+	if (!portal || !stmt)
+		return;
+	st = named_find(rc->stmts, rc->n_stmts, stmt);
+	if (!(e = named_slot(&rc->portals, &rc->n_portals, portal)))
+		return;
+	e->stmt = strdup(stmt);
+	e->text = st && st->text ? strdup(st->text) : NULL;
+	e->denied = st && st->denied;
+	e->params = bind_params(&r, st);
+}
+
+static void on_execute(struct rec_client *rc, const struct pkt *p)
+{
+	struct pkt_reader r;
+	const char *portal;
+	const struct rec_named *e;
+	json_t *ev;
+
+	reader_init_pkt(&r, p);
+	portal = read_string(&r);
+	if (!portal || !(ev = event_of(rc)))
+		return;
+	e = named_find(rc->portals, rc->n_portals, portal);
+	json_object_set_new(ev, "stmt", json_integer((json_int_t)++rc->n_stmt));
+	json_object_set_new(ev, "protocol", json_string("extended"));
+	if (e && e->text)
+		describe_sql(ev, e->text, strlen(e->text));
+	else
+		json_object_set_new(ev, "text", json_null());
+	json_object_set_new(ev, "statement_name", e && e->stmt ? json_string(e->stmt) : json_null());
+	if (portal[0])
+		json_object_set_new(ev, "portal", json_string(portal));
+	json_object_set_new(ev, "params", e && e->params ? json_incref(e->params) : json_array());
+	if (e && e->denied)
+		json_object_set_new(ev, "denied", json_true());
+	pend_push(rc, PEND_EXEC, rc->n_stmt);
+	emit(rc, "statement", ev);
+}
+
+/* Describe: its answer is in the FIFO too; a statement's parameter types come with it. */
+static void on_describe(struct rec_client *rc, const struct pkt *p)
+{
+	struct pkt_reader r;
+	struct rec_pending *e = pend_push(rc, PEND_DESCRIBE, 0);
+	uint8_t kind;
+	const char *name;
+
+	reader_init_pkt(&r, p);
+	kind = read_u8(&r);
+	name = read_string(&r);
+	if (e && kind == 'S' && name)
+		e->name = strdup(name);
+}
+
+static void on_close(struct rec_client *rc, const struct pkt *p)
+{
+	struct pkt_reader r;
+	uint8_t kind;
+	const char *name;
+
+	reader_init_pkt(&r, p);
+	kind = read_u8(&r);
+	name = read_string(&r);
+	if (!name)
+		return;
+	if (kind == 'S')
+		named_remove(rc->stmts, &rc->n_stmts, name);
+	else
+		named_remove(rc->portals, &rc->n_portals, name);
+}
+
+/* record_client hook: every message a logged-in client sends to its server. */
+static enum pkt_action rec_client_msg(struct pv_socket *c, struct pkt *p)
+{
+	struct rec_client *rc;
+
+	switch (p->type) {
+	case 'Q':
+	case 'P':
+	case 'B':
+	case 'E':
+	case 'C':
+	case 'S':
+	case 'F':
+	case 'D':
+		break;
+	default:
+		return PKT_FORWARD;
+	}
+	if (c->replication)
+		return PKT_FORWARD;
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	if (!(rc = rc_session(c)))
+		return PKT_FORWARD;
+	switch (p->type) {
+	case 'Q':
+		on_query(rc, p);
+		break;
+	case 'P':
+		on_parse(rc, p, false);
+		break;
+	case 'B':
+		on_bind(rc, p);
+		break;
+	case 'E':
+		on_execute(rc, p);
+		break;
+	case 'C':
+		on_close(rc, p);
+		break;
+	case 'S':
+		pend_push(rc, PEND_SYNC, 0);
+		break;
+	case 'D':
+		on_describe(rc, p);
+		break;
+	default:
+		pend_push(rc, PEND_OTHER, 0);
+		break;
+	}
+	return PKT_FORWARD;
+}
+
+/* --- server messages ---------------------------------------------------------------- */
+
+/* rows from a command tag: its last word for the commands that count rows. */
+static json_t *rows_of(const char *tag)
+{
+	static const char *const counted[] = {"SELECT", "INSERT", "UPDATE", "DELETE",
+	                                      "COPY",   "FETCH",  "MOVE",   "MERGE"};
+	const char *last = strrchr(tag, ' ');
+	size_t w = strcspn(tag, " ");
+
+	if (!last || !last[1])
+		return json_null();
+	for (const char *d = last + 1; *d; d++)
+		if (!isdigit((unsigned char)*d))
+			return json_null();
+	for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++)
+		if (strlen(counted[i]) == w && strncmp(tag, counted[i], w) == 0)
+			return json_integer(strtoll(last + 1, NULL, 10));
+	return json_null();
+}
+
+static json_t *result_event(struct rec_client *rc, struct rec_pending *e)
+{
+	json_t *ev = event_of(rc);
+	if (!ev)
+		return NULL;
+	json_object_set_new(ev, "stmt", e->stmt ? json_integer((json_int_t)e->stmt) : json_null());
+	if (e->kind == PEND_QUERY) /* which statement of a (multi-statement) text */
+		json_object_set_new(ev, "part", json_integer(e->part));
+	json_object_set_new(ev, "duration_us", json_integer(now_usec() - e->sent));
+	if (e->refused)
+		json_object_set_new(ev, "denied", json_true());
+	if (e->rows) {
+		json_object_set_new(ev, "columns", e->columns ? e->columns : json_array());
+		json_object_set_new(ev, "data", e->rows);
+		e->columns = e->rows = NULL;
+	}
+	e->part++;
+	rc->n_results++;
+	return ev;
+}
+
+static void on_complete(struct rec_client *rc, const struct pkt *p)
+{
+	struct rec_pending *e = rc->pend;
+	struct pkt_reader r;
+	const char *tag = "";
+	json_t *ev;
+
+	if (!e || (e->kind != PEND_QUERY && e->kind != PEND_EXEC))
+		return;
+	if (p->type == 'C') {
+		reader_init_pkt(&r, p);
+		tag = read_string(&r);
+		tag = tag ? tag : "";
+	}
+	if ((ev = result_event(rc, e))) {
+		json_object_set_new(ev, "command_tag", json_string(tag));
+		json_object_set_new(ev, "rows", rows_of(tag));
+		json_object_set_new(ev, "sqlstate", json_string("00000"));
+		if (p->type == 's')
+			json_object_set_new(ev, "suspended", json_true());
+		emit(rc, "result", ev);
+	}
+	if (e->kind == PEND_EXEC)
+		pend_pop(rc);
+}
+
+static void skipped(struct rec_client *rc, struct rec_pending *e)
+{
+	json_t *ev = result_event(rc, e);
+	if (!ev)
+		return;
+	json_object_set_new(ev, "command_tag", json_null());
+	json_object_set_new(ev, "rows", json_null());
+	json_object_set_new(ev, "skipped", json_true());
+	emit(rc, "result", ev);
+}
+
+/* After an error the server skips everything up to the Sync (extended protocol). */
+static void skip_to_sync(struct rec_client *rc)
+{
+	while (rc->pend && (rc->pend->kind == PEND_EXEC || rc->pend->kind == PEND_DESCRIBE)) {
+		if (rc->pend->kind == PEND_EXEC)
+			skipped(rc, rc->pend);
+		pend_pop(rc);
+	}
+}
+
+static void on_error(struct rec_client *rc, const struct pkt *p)
+{
+	struct rec_pending *e = rc->pend;
+	struct error_fields ef = {0};
+	json_t *ev;
+
+	if (e && e->kind == PEND_DESCRIBE) {
+		skip_to_sync(rc);
+		return;
+	}
+	if (!e || (e->kind != PEND_QUERY && e->kind != PEND_EXEC))
+		return;
+	proto_parse_error(pkt_body(p), pkt_body_len(p), &ef);
+	rc->n_errors++;
+	if ((ev = result_event(rc, e))) {
+		json_object_set_new(ev, "command_tag", json_null());
+		json_object_set_new(ev, "rows", json_null());
+		json_object_set_new(ev, "sqlstate", json_string(ef.sqlstate ? ef.sqlstate : ""));
+		json_object_set_new(ev, "error", ef.message ? text_json((const uint8_t *)ef.message,
+		                                                        strlen(ef.message), 2048)
+		                                            : json_null());
+		emit(rc, "result", ev);
+	}
+	if (e->kind != PEND_EXEC)
+		return;
+	pend_pop(rc);
+	skip_to_sync(rc);
+}
+
+/* ReadyForQuery: what was sent up to its Query / Sync / FunctionCall is over. */
+static void on_ready(struct rec_client *rc)
+{
+	while (rc->pend) {
+		enum pend_kind k = rc->pend->kind;
+		if (k == PEND_EXEC)
+			skipped(rc, rc->pend);
+		pend_pop(rc);
+		if (k != PEND_EXEC && k != PEND_DESCRIBE)
+			return;
+	}
+}
+
+/* ParameterDescription: the types a Describe'd statement's parameters have. */
+static void on_param_description(struct rec_client *rc, const struct pkt *p)
+{
+	struct rec_pending *e = rc->pend;
+	struct rec_named *st;
+	struct pkt_reader r;
+	uint16_t n;
+	uint32_t *oids;
+
+	if (!e || e->kind != PEND_DESCRIBE || !e->name ||
+	    !(st = named_find(rc->stmts, rc->n_stmts, e->name)))
+		return;
+	reader_init_pkt(&r, p);
+	n = read_u16(&r);
+	oids = n ? calloc(n, sizeof(*oids)) : NULL;
+	if (!oids)
+		return;
+	for (uint16_t i = 0; i < n; i++)
+		oids[i] = read_u32(&r);
+	free(st->oids);
+	st->oids = oids;
+	st->n_oids = n;
+}
+
+static json_t *column_names(const struct pkt *p)
+{
+	json_t *cols = json_array();
+	struct pkt_reader r;
+	uint16_t n;
+
+	reader_init_pkt(&r, p);
+	n = read_u16(&r);
+	for (uint16_t i = 0; cols && i < n && !r.bad; i++) {
+		const char *name = read_string(&r);
+		read_bytes(&r, 18); /* table oid, attnum, type oid, typlen, typmod, format */
+		if (name)
+			json_array_append_new(cols, text_json((const uint8_t *)name, strlen(name), 256));
+	}
+	return cols;
+}
+
+/*
+ * RowDescription: of a simple Query's statement, or the answer to a Describe
+ * (ends it; its columns belong to the Execute that follows, if any).
+ */
+static void on_row_description(struct rec_client *rc, const struct pkt *p, bool rows)
+{
+	struct rec_pending *e = rc->pend;
+
+	if (e && e->kind == PEND_DESCRIBE) {
+		pend_pop(rc);
+		e = rc->pend;
+		if (!rows || !e || e->kind != PEND_EXEC)
+			return;
+	}
+	if (!rows || !e || (e->kind != PEND_QUERY && e->kind != PEND_EXEC))
+		return;
+	json_decref(e->columns);
+	e->columns = column_names(p);
+}
+
+void record_result_row(struct pv_socket *client, const uint8_t *body, size_t len)
+{
+	struct rec_client *rc = client ? client->rec : NULL;
+	struct rec_pending *e = rc ? rc->pend : NULL;
+	struct pkt_reader r;
+	json_t *row;
+	uint16_t n;
+
+	if (!R || !P || P->results != REC_RESULTS_ROWS || !e ||
+	    (e->kind != PEND_QUERY && e->kind != PEND_EXEC))
+		return;
+	if (!e->rows && !(e->rows = json_array()))
+		return;
+	if (json_array_size(e->rows) >= (size_t)P->max_result_rows || !(row = json_array()))
+		return;
+	reader_init(&r, body, len);
+	n = read_u16(&r);
+	for (uint16_t i = 0; i < n && !r.bad; i++) {
+		int32_t vl = (int32_t)read_u32(&r);
+		const uint8_t *v = vl > 0 ? read_bytes(&r, (size_t)vl) : (const uint8_t *)"";
+		if (r.bad)
+			break;
+		json_array_append_new(row, vl < 0 ? json_null()
+		                                  : text_json(v, (size_t)vl,
+		                                              (size_t)P->max_value_bytes));
+	}
+	json_array_append_new(e->rows, row);
+}
+
+/* record_server hook: a linked server's message on its way to the client. */
+static enum pkt_action rec_server_msg(struct pv_socket *s, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct rec_client *rc = c ? c->rec : NULL;
+	bool rows = P->results == REC_RESULTS_ROWS;
+
+	if (!rc || !rc->pend)
+		return PKT_FORWARD;
+	switch (p->type) {
+	case 'D':
+		if (!rows)
+			return PKT_FORWARD;
+		break;
+	case 'T':
+	case 't':
+	case 'n':
+	case 'C':
+	case 'E':
+	case 'I':
+	case 's':
+	case 'Z':
+		break;
+	default:
+		return PKT_FORWARD;
+	}
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	switch (p->type) {
+	case 'D':
+		record_result_row(c, pkt_body(p), pkt_body_len(p));
+		break;
+	case 'T':
+		on_row_description(rc, p, rows);
+		break;
+	case 't':
+		on_param_description(rc, p);
+		break;
+	case 'n':
+		if (rc->pend->kind == PEND_DESCRIBE)
+			pend_pop(rc);
+		break;
+	case 'E':
+		on_error(rc, p);
+		break;
+	case 'Z':
+		on_ready(rc);
+		break;
+	default:
+		on_complete(rc, p);
+		break;
+	}
+	return PKT_FORWARD;
+}
+
+/* --- decisions and admin commands ---------------------------------------------------------- */
+
+void record_refused(struct pv_socket *c, const struct pkt *p, const char *rule,
+                    const char *message)
+{
+	struct rec_client *rc;
+	struct pkt_reader r;
+	const char *sql;
+	json_t *ev;
+
+	if (!R || !(rc = rc_session(c)))
+		return;
+	if (p->type == 'P') {
+		on_parse(rc, p, true);
+	} else if (P->statements) {
+		struct rec_pending *e = pend_push(rc, PEND_QUERY, 0);
+		if (e)
+			e->refused = true;
+	}
+	if (!rule || !(ev = event_of(rc)))
+		return;
+	reader_init_pkt(&r, p);
+	if (p->type == 'P')
+		read_string(&r);
+	sql = read_string(&r);
+	json_object_set_new(ev, "decision", json_string("deny"));
+	json_object_set_new(ev, "rule", json_string(rule));
+	json_object_set_new(ev, "message", message ? json_string(message) : json_null());
+	if (sql)
+		describe_sql(ev, sql, strlen(sql));
+	emit(rc, "denial", ev);
+}
+
+static const char *decision_word(enum approval_state s)
+{
+	return s == APPROVAL_TIMED_OUT ? "timed_out" : approval_state_name(s);
+}
+
+void record_approval(const struct approval *a, bool requested)
+{
+	struct rec_client *rc;
+	json_t *ev;
+
+	if (!R || !a->client || !(rc = rc_session(a->client)) || !(ev = event_of(rc)))
+		return;
+	json_object_set_new(ev, "approval_id", json_integer((json_int_t)a->id));
+	json_object_set_new(ev, "rule", a->rule ? json_string(a->rule) : json_null());
+	if (requested) {
+		json_object_set_new(ev, "decision", json_string("hold"));
+		if (a->text)
+			describe_sql(ev, a->text, a->text_len);
+		emit(rc, "approval_request", ev);
+		return;
+	}
+	json_object_set_new(ev, "decision", json_string(decision_word(a->state)));
+	json_object_set_new(ev, "approver", a->approver ? json_string(a->approver) : json_null());
+	if (a->approver_provider)
+		json_object_set_new(ev, "approver_provider", json_string(a->approver_provider));
+	if (a->reason)
+		json_object_set_new(ev, "reason", json_string(a->reason));
+	emit(rc, "decision", ev);
+}
+
+/* SET <key> = <value> with a secret-looking key: the value is not recorded. */
+static char *admin_text(const char *text)
+{
+	const char *p = text, *k;
+	size_t klen;
+	char *out;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (strncasecmp(p, "SET", 3) != 0 || !isspace((unsigned char)p[3]))
+		return strdup(mentions_secret(text, strlen(text)) ? "[redacted]" : text);
+	for (k = p + 3; isspace((unsigned char)*k); k++)
+		;
+	klen = strcspn(k, " \t\r\n=");
+	if (!secret_name(k, klen))
+		return strdup(text);
+	if (asprintf(&out, "SET %.*s = [redacted]", (int)klen, k) < 0)
+		return NULL;
+	return out;
+}
+
+void record_admin(struct pv_socket *c, const char *text)
+{
+	struct rec_client *rc;
+	char *safe;
+	json_t *ev;
+
+	if (!R || !(rc = rc_get(c)) || !(ev = event_of(rc)))
+		return;
+	safe = admin_text(text);
+	json_object_set_new(ev, "command", safe ? json_string(safe) : json_null());
+	free(safe);
+	json_object_set_new(ev, "admin_user", json_string(c->startup_user ? c->startup_user : ""));
+	json_object_set_new(ev, "identity",
+	                    c->identity ? json_string(c->identity->subject) : json_null());
+	emit(rc, "admin", ev);
+}
