@@ -307,7 +307,8 @@ static bool put_masked_field(struct copy_codec *cc, int col, const uint8_t *v, s
 	bool is_null = false, ok;
 
 	buf_init(&masked);
-	ok = cc->mask(cc->arg, col, v, len, &masked, &is_null);
+	/* an empty value has no buffer behind it: never hand on a NULL pointer */
+	ok = cc->mask(cc->arg, col, v ? v : (const uint8_t *)"", len, &masked, &is_null);
 	if (ok && is_null)
 		ok = buf_append(out, cc->o->null_str, strlen(cc->o->null_str));
 	else if (ok && cc->o->format == COPY_CSV)
