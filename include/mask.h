@@ -40,14 +40,19 @@ void mask_install(const struct gov_policy *pol);
 
 /*
  * rules.c: statement text sql of client c was classified as res and allowed
- * by the rules. true = deny it with the reason in text. query: true when it
- * is a simple-protocol Query (derived output columns can be masked there).
- * When rewrite (empty on entry) gets text, that Query text is sent instead
- * (a COPY of a masked table, with its probe in front: mask_copy.h).
+ * by the rules. true = deny it with the reason in text. parse_name: NULL for
+ * a simple Query, else the Parse's statement name (derived output positions
+ * are kept per statement name, then per portal at Bind). When rewrite (empty
+ * on entry) gets text, that Query text is sent instead (a COPY of a masked
+ * table, with its probe in front: mask_copy.h).
  */
 struct pv_buf;
+struct pkt;
 bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, const char *sql,
-                          bool query, struct pv_buf *rewrite, char *text, size_t textlen);
+                          const char *parse_name, struct pv_buf *rewrite, char *text,
+                          size_t textlen);
+/* rules.c: a Bind of client c (complete); false: out of memory (close the client). */
+bool mask_note_bind(struct pv_socket *c, const struct pkt *p);
 
 /* Free a client's masking state. */
 void mask_client_free(struct pv_socket *c);

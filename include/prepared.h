@@ -98,6 +98,9 @@ extern bool ps_layouts_needed;
 
 /* The layout of the result whose DataRows the server is sending now; NULL = unknown. */
 const struct ps_layout *ps_current_layout(const struct pv_socket *server);
+/* Are those rows an Execute's? Then the portal it runs ("" unnamed; NULL = unknown). */
+bool ps_current_is_execute(const struct pv_socket *server);
+const char *ps_current_portal(const struct pv_socket *server);
 /*
  * The layout of the client's named statement as last described on a server of
  * the server's pool ("" = the server's unnamed statement); NULL = unknown.

@@ -80,9 +80,25 @@ struct mask_copy {
 	struct pv_socket *client;
 };
 
+/* derived: mask in the extended protocol: positions of a statement / portal, by name. */
+struct named_pos {
+	char *name;
+	uint64_t pos;
+};
+
+struct pos_map {
+	struct named_pos *v;
+	size_t n, cap;
+};
+
+/* Names a client may have with derived positions at once (statements, portals each). */
+#define MAX_DERIVED_NAMES 1024
+
 struct mask_client {
 	struct mask_plan *plan;
 	struct mask_copy *copy;
+	struct pos_map stmt_pos;   /* Parse name -> derived positions */
+	struct pos_map portal_pos; /* Bind portal -> its statement's positions */
 	struct pv_buf out;   /* scratch for rebuilt messages */
 	uint64_t derived_lo; /* derived: mask positions of the Queries in flight */
 	bool touched;	     /* the statements in flight read a table with masked columns */
@@ -125,10 +141,66 @@ static void copy_free(struct mask_copy *cs)
 	free(cs);
 }
 
+static void pos_map_free(struct pos_map *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->v[i].name);
+	free(m->v);
+	*m = (struct pos_map){0};
+}
+
+static struct named_pos *pos_find(struct pos_map *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->v[i].name, name) == 0)
+			return &m->v[i];
+	return NULL;
+}
+
+static uint64_t pos_get(struct pos_map *m, const char *name)
+{
+	struct named_pos *e = pos_find(m, name);
+	return e ? e->pos : 0;
+}
+
+/* Set name's positions (0 removes it). false: out of memory or too many names. */
+static bool pos_set(struct pos_map *m, const char *name, uint64_t pos)
+{
+	struct named_pos *e = pos_find(m, name);
+
+	if (e && pos) {
+		e->pos = pos;
+		return true;
+	}
+	if (e) {
+		free(e->name);
+		*e = m->v[--m->n];
+		return true;
+	}
+	if (!pos)
+		return true;
+	if (m->n == MAX_DERIVED_NAMES)
+		return false;
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 8;
+		struct named_pos *v = realloc(m->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		m->v = v;
+		m->cap = cap;
+	}
+	if (!(m->v[m->n].name = strdup(name)))
+		return false;
+	m->v[m->n++].pos = pos;
+	return true;
+}
+
 void mask_client_free(struct pv_socket *c)
 {
 	if (!c->mask)
 		return;
+	pos_map_free(&c->mask->stmt_pos);
+	pos_map_free(&c->mask->portal_pos);
 	copy_free(c->mask->copy);
 	plan_free(c->mask->plan);
 	buf_free(&c->mask->out);
@@ -180,16 +252,36 @@ static struct mask_plan *plan_build(const struct pv_socket *c, const struct ps_l
 	return p;
 }
 
+/*
+ * Derived positions of the rows the server is sending: a simple Query's (kept
+ * until ReadyForQuery), or those of the portal an Execute runs. false when
+ * the portal cannot be told and some portal has positions (fail closed).
+ */
+static bool derived_for(struct pv_socket *s, struct mask_client *mc, uint64_t *pos)
+{
+	const char *portal;
+
+	*pos = mc->derived_lo;
+	if (mc->portal_pos.n == 0)
+		return true;
+	if (!ps_current_is_execute(s))
+		return true;
+	if (!(portal = ps_current_portal(s)))
+		return false;
+	*pos |= pos_get(&mc->portal_pos, portal);
+	return true;
+}
+
 /* The plan for the layout the server is sending rows of; NULL on allocation failure. */
 static struct mask_plan *plan_for(struct pv_socket *c, struct mask_client *mc,
-                                  const struct ps_layout *l)
+                                  const struct ps_layout *l, uint64_t derived)
 {
 	struct mask_plan *p = mc->plan;
 
-	if (p && p->layout == l && p->generation == generation && p->derived_lo == mc->derived_lo)
+	if (p && p->layout == l && p->generation == generation && p->derived_lo == derived)
 		return p;
 	plan_free(p);
-	mc->plan = plan_build(c, l, mc->derived_lo);
+	mc->plan = plan_build(c, l, derived);
 	return mc->plan;
 }
 
@@ -338,6 +430,7 @@ static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
 	struct mask_plan *plan;
 	struct pv_buf *out;
 	bool changed = false, bad = false, ok;
+	uint64_t derived;
 	size_t start;
 	uint32_t n;
 
@@ -345,7 +438,9 @@ static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
 		return fail_closed(s, "out of memory");
 	if (!l)
 		return fail_closed(s, "the columns of this result are unknown, so it cannot be masked");
-	if (!(plan = plan_for(c, mc, l)))
+	if (!derived_for(s, mc, &derived))
+		return fail_closed(s, "the portal of this result is unknown, so it cannot be masked");
+	if (!(plan = plan_for(c, mc, l, derived)))
 		return fail_closed(s, "out of memory");
 	if (!plan->any)
 		return PKT_FORWARD;
@@ -806,15 +901,19 @@ static bool reads_masked_table(const struct pv_socket *c, const struct inspect_r
 }
 
 bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, const char *sql,
-                          bool query, struct pv_buf *rewrite, char *text, size_t textlen)
+                          const char *parse_name, struct pv_buf *rewrite, char *text,
+                          size_t textlen)
 {
 	struct mask_names names = {is_masked_cb, table_has_masked_cb, c};
 	struct mask_verdict v;
 	struct mask_client *mc;
-	bool derived_mask = mask_derived_mask();
+	bool derived_mask = mask_derived_mask(), query = parse_name == NULL;
 
 	if (!res || !mask_policy_active())
 		return false;
+	/* a statement name defined again loses the positions of the old statement */
+	if (!query && c->mask)
+		pos_set(&c->mask->stmt_pos, parse_name, 0);
 	if (res->classes & SC_DDL)
 		mask_catalog_invalidate(c->pool->db); /* new views or columns may need masks */
 	if (!reads_masked_table(c, res) && !res->parse_error)
@@ -837,12 +936,31 @@ bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res,
 		snprintf(text, textlen, "%s", v.reason);
 		return true;
 	}
-	if (v.mask_positions_lo && !query) {
-		/* a prepared statement may run long after: positions cannot follow it */
-		snprintf(text, textlen, "masked column used in an expression: derived: mask applies "
-		                        "to simple-protocol queries only");
-		return true;
+	if (!query) {
+		/* kept by name: the statement may be bound and executed long after */
+		if (!pos_set(&mc->stmt_pos, parse_name, v.mask_positions_lo)) {
+			snprintf(text, textlen, "pgvigil masking: too many statements with masked "
+			                        "derived columns");
+			return true;
+		}
+		return false;
 	}
 	mc->derived_lo |= v.mask_positions_lo;
 	return false;
+}
+
+bool mask_note_bind(struct pv_socket *c, const struct pkt *p)
+{
+	struct mask_client *mc = c->mask;
+	struct pkt_reader r;
+	const char *portal, *stmt;
+
+	if (!mc || (mc->stmt_pos.n == 0 && mc->portal_pos.n == 0))
+		return true;
+	reader_init_pkt(&r, p);
+	portal = read_string(&r);
+	stmt = read_string(&r);
+	if (!portal || !stmt)
+		return true; /* malformed: the server refuses it */
+	return pos_set(&mc->portal_pos, portal, pos_get(&mc->stmt_pos, stmt));
 }

@@ -523,6 +523,22 @@ const struct ps_layout *ps_current_layout(const struct pv_socket *server)
 	return h->layout;
 }
 
+bool ps_current_is_execute(const struct pv_socket *server)
+{
+	struct ps_server *ps = server->ps_server;
+	struct ps_pending *h = ps ? q_head(ps) : NULL;
+
+	return h && h->type == 'E';
+}
+
+const char *ps_current_portal(const struct pv_socket *server)
+{
+	struct ps_server *ps = server->ps_server;
+	struct ps_pending *h = ps && ps_layouts_needed ? q_head(ps) : NULL;
+
+	return h && h->type == 'E' && !h->lost ? h->portal : NULL;
+}
+
 const struct ps_layout *ps_statement_layout(const struct pv_socket *client,
 					    const struct pv_socket *server, const char *name)
 {

@@ -588,7 +588,8 @@ static enum pkt_action masked_or_allow(struct pv_socket *c, const struct pkt *p,
 	struct pv_buf rewrite = {0}, b = {0};
 	enum pkt_action a;
 
-	if (!mask_statement_check(c, res, m->sql, p->type == 'Q', &rewrite, text, sizeof(text))) {
+	if (!mask_statement_check(c, res, m->sql, p->type == 'Q' ? NULL : m->name, &rewrite, text,
+	                          sizeof(text))) {
 		if (rewrite.len == 0)
 			return allow(c, m, res);
 		/* the same statement with what masking needs in front (a COPY's probe) */
@@ -707,6 +708,17 @@ static bool hook_wanted(const struct gov_policy *pol)
 	return pol && (pol->rules_enabled || pol->n_masks > 0);
 }
 
+/* derived: mask: a Bind carries its statement's derived positions to its portal (mask.h). */
+static enum pkt_action note_bind(struct pv_socket *c, struct pkt *p)
+{
+	if (!pkt_complete(p))
+		return PKT_NEED_FULL;
+	if (mask_note_bind(c, p))
+		return PKT_FORWARD;
+	client_fatal(c, "53200", "out of memory");
+	return PKT_STOP;
+}
+
 /* Runs with a server linked (client.c): judge, then forward, rewrite or hold. */
 static enum pkt_action rules_client_msg(struct pv_socket *c, struct pkt *p)
 {
@@ -717,6 +729,8 @@ static enum pkt_action rules_client_msg(struct pv_socket *c, struct pkt *p)
 	struct rule_ctx ctx;
 	enum pkt_action a;
 
+	if (p->type == 'B' && pol && pol->n_masks > 0 && pol->derived_mask)
+		return note_bind(c, p);
 	if ((p->type != 'Q' && p->type != 'P') || !hook_wanted(pol))
 		return PKT_FORWARD;
 	if (!pkt_complete(p))

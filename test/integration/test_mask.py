@@ -343,9 +343,17 @@ def test_derived_mask_and_error_scrubbing(pooler, schema):
         msg = str(ei.value)
         no_raw(msg)
         assert "****" in msg, msg
-        # extended protocol: positions cannot follow a prepared statement
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            c.execute("SELECT card || %s FROM mx.customers", ["x"]).fetchall()
+        # extended protocol: positions follow the statement to its portal, also when the
+        # statement is prepared once and executed again later (Bind/Execute only)
+        got = [c.execute("SELECT card || %s, id FROM mx.customers WHERE id = 1", ["x"]).fetchall()]
+        sql = "SELECT id, lower(card) FROM mx.customers WHERE id = %s"
+        for i in (1, 2, 1):
+            got.append(c.execute(sql, [i], prepare=True).fetchall())
+        got.append(c.execute("SELECT id, card FROM mx.customers WHERE id = %s", [1],
+                             prepare=True).fetchall())
+    no_raw(got)
+    assert got == [[("****", 1)], [(1, "****")], [(2, "****")], [(1, "****")],
+                   [(1, CARD_TAIL)]], got
 
 
 def test_error_of_prepared_statement_scrubbed(mp):
