@@ -181,6 +181,8 @@ def run(r, args):
                      f"{(med[s][0] / base) if base else float('nan'):.2f} |")
     lines.append("\nTargets: pgvigil-masked <= 1.3x pgvigil (2 of 10 columns masked); pgvigil-masks "
                  "(masks configured, result without masked columns) ~1.0x.\n")
+    lines.append("Per round, pooler CPU s: " + "; ".join(
+        f"{s} " + " ".join(f"{c:.3f}" for c, _ in results[s]) for s in slots) + "\n")
     report = "\n".join(lines)
     print(report)
     if args.out:
