@@ -8,6 +8,7 @@
 #include "oidc.h"
 #include "server.h"
 #include "hooks.h"
+#include "mask_catalog.h"
 #include "approval.h"
 #include "prepared.h"
 #include "record_events.h"
@@ -641,6 +642,14 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 		return PKT_PAUSE;
 	/* The server still runs the SET that syncs this client's parameters. */
 	if (s->task != TASK_NONE)
+		return PKT_PAUSE;
+	/*
+	 * Session pooling keeps its server, so the link-time catalog check of
+	 * masking (mask_catalog.h) is repeated between transactions: DDL and
+	 * mask_refresh take effect for such clients too.
+	 */
+	if (pv_hooks.server_msg && s->tx_status == 'I' && s->expect_rfq == 0 && !s->in_extended &&
+	    mask_catalog_link(c, s))
 		return PKT_PAUSE;
 	/* Prepared-statement bookkeeping reads the whole message: wait for it first. */
 	if (s->ps_track && ps_client_needs_full(p) && !pkt_complete(p))

@@ -35,6 +35,9 @@ masks:
   - name: mails
     columns: [mx.customers.email]
     method: email
+  - name: fresh
+    columns: ["mx.fresh*.card"]
+    method: redact
   - name: safety-net
     detect: [credit_card, us_ssn]
     method: redact
@@ -45,7 +48,7 @@ predicates: %s
 SETUP = [
     "DROP SCHEMA IF EXISTS mx CASCADE",
     "CREATE SCHEMA mx",
-    "GRANT USAGE ON SCHEMA mx TO PUBLIC",
+    "GRANT USAGE, CREATE ON SCHEMA mx TO PUBLIC",
     "CREATE TABLE mx.customers (id int PRIMARY KEY, name text, email text, card text, "
     "card_num bigint, note text)",
     f"INSERT INTO mx.customers VALUES (1, 'ann', 'ann@example.com', '{CARD}', {CARD}, "
@@ -396,6 +399,19 @@ def test_session_mode(pooler, schema):
         got2 = c.execute("SELECT card FROM mx.customers WHERE id = 2").fetchall()
     no_raw((got, got2))
     assert got == [(CARD_TAIL,)] and got2 == [("************5559",)]
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_ddl_refreshes_catalog(pooler, schema, mode):
+    """A table created through pgvigil whose column a glob covers is masked from the next
+    transaction on, also for a session-pooled client that keeps its server."""
+    p = make(pooler, pool_mode=mode)
+    with p.connect() as c:
+        assert c.execute("SELECT card FROM mx.customers WHERE id = 1").fetchone() == (CARD_TAIL,)
+        c.execute(f"CREATE TABLE mx.fresh_{mode} (id int, card text)")
+        c.execute(f"INSERT INTO mx.fresh_{mode} VALUES (1, 'secret-value')")
+        got = c.execute(f"SELECT id, card FROM mx.fresh_{mode}").fetchall()
+    assert got == [(1, "****")]
 
 
 def test_exempt_group_sees_raw_values(pooler, schema):
