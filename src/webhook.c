@@ -301,7 +301,7 @@ static bool deliver(const struct job *j, char *err, size_t errlen)
 	curl_slist_free_all(hdrs);
 	ok = rc == CURLE_OK && status >= 200 && status < 300;
 	if (rc != CURLE_OK)
-		snprintf(err, errlen, "%.120s: %s", j->url,
+		snprintf(err, errlen, "%.120s: %.120s", j->url,
 		         cerr[0] ? cerr : curl_easy_strerror(rc));
 	else if (!ok)
 		snprintf(err, errlen, "%.120s: HTTP status %ld", j->url, status);
@@ -330,7 +330,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&mu);
 		if (!ok && !atomic_load(&stopping)) {
 			failed++;
-			snprintf(last_err, sizeof(last_err), "approval id=%llu: %s",
+			snprintf(last_err, sizeof(last_err), "approval id=%llu: %.200s",
 			         (unsigned long long)j->id, err);
 		}
 		job_free(j);
