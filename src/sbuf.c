@@ -83,12 +83,25 @@ static void on_write(evutil_socket_t fd, short what, void *arg);
 static void process_input(struct pv_socket *s);
 static void tls_read_pending(struct pv_socket *s);
 
+/*
+ * A client waiting for a server is paused and woken once per transaction in
+ * transaction pooling; removing and re-adding its read event each time cost
+ * two epoll_ctl calls per transaction. A plain socket that is paused (not
+ * under back-pressure) therefore stays watched: it has normally nothing to
+ * say until it gets its answer, and if it does, on_read stops watching it
+ * then. TLS sockets keep the strict behaviour (their reads have side effects).
+ */
+static bool read_watch_lazily(const struct pv_socket *s)
+{
+	return s->read_paused && !s->bp_paused && s->tls_state == PV_TLS_NONE;
+}
+
 static void update_read_event(struct pv_socket *s)
 {
 	if (s->closing || !s->ev_read)
 		return;
 	/* A TLS write waiting for readability needs the read event even while paused. */
-	if ((s->read_paused || s->bp_paused) && !s->tls_write_wants_read)
+	if ((s->read_paused || s->bp_paused) && !s->tls_write_wants_read && !read_watch_lazily(s))
 		event_del(s->ev_read);
 	else
 		event_add(s->ev_read, NULL);
@@ -586,6 +599,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	size_t want = (size_t)G.cf->pkt_buf;
 	ssize_t n;
 
+	if (read_watch_lazily(s)) {
+		/* paused but still watched (update_read_event): stop now, read when woken */
+		event_del(s->ev_read);
+		return;
+	}
 	if (s->tls_state != PV_TLS_NONE && !tls_on_read(s))
 		return;
 	if (buf_pending(&s->in) == 0)
