@@ -331,6 +331,23 @@ static bool detect_value(const struct col_plan *cp, const struct pv_socket *c, c
 	return true;
 }
 
+static void put_be32_at(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* A message built at out[start] (type byte, length, body): set its length; returns it. */
+static uint32_t patch_msg_len(struct pv_buf *out, size_t start)
+{
+	uint32_t n = (uint32_t)(out->len - start - 1);
+
+	put_be32_at(out->data + start + 1, n);
+	return n;
+}
+
 /* Append one masked, non-NULL column (length + bytes, or -1) to the row being rebuilt. */
 static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct pv_socket *c,
                     const uint8_t *v, uint32_t len, bool *changed)
@@ -355,10 +372,7 @@ static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct 
 	if (is_null)
 		out->len = lenpos + 4;
 	n = is_null ? 0xffffffffu : (uint32_t)(out->len - lenpos - 4);
-	out->data[lenpos] = (uint8_t)(n >> 24);
-	out->data[lenpos + 1] = (uint8_t)(n >> 16);
-	out->data[lenpos + 2] = (uint8_t)(n >> 8);
-	out->data[lenpos + 3] = (uint8_t)n;
+	put_be32_at(out->data + lenpos, n);
 	if (cp->act != CA_DETECT || is_null || n != len || memcmp(out->data + lenpos + 4, v, len) != 0)
 		*changed = true;
 	return true;
@@ -458,11 +472,7 @@ static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
 			return fail_closed(s, "out of memory");
 		return bad ? fail_closed(s, "a row does not match its RowDescription") : PKT_FORWARD;
 	}
-	n = (uint32_t)(out->len - start - 1);
-	out->data[start + 1] = (uint8_t)(n >> 24);
-	out->data[start + 2] = (uint8_t)(n >> 16);
-	out->data[start + 3] = (uint8_t)(n >> 8);
-	out->data[start + 4] = (uint8_t)n;
+	n = patch_msg_len(out, start);
 	/* the recorder gets the row as the client does: masked (before the queue can move) */
 	record_result_row(c, out->data + start + 5, n - 4);
 	sbuf_out_commit(s, c);
@@ -692,7 +702,6 @@ static enum pkt_action copy_row(struct pv_socket *s, struct mask_client *mc, str
 	struct pv_buf *out;
 	bool bad = false, ok;
 	size_t start;
-	uint32_t n;
 
 	if (!mc->copy->plan->any)
 		return PKT_FORWARD;
@@ -707,9 +716,7 @@ static enum pkt_action copy_row(struct pv_socket *s, struct mask_client *mc, str
 		out->len = start;
 		return fail_closed(s, ok ? "COPY data does not match its format" : "out of memory");
 	}
-	n = (uint32_t)(out->len - start - 1);
-	for (int k = 0; k < 4; k++)
-		out->data[start + 1 + (size_t)k] = (uint8_t)(n >> (24 - 8 * k));
+	patch_msg_len(out, start);
 	sbuf_out_commit(s, c);
 	return PKT_CONSUMED;
 }
