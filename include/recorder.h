@@ -8,9 +8,11 @@
  * The file format is documented in doc/recordings.md; pgvigil-audit
  * (tools/pgvigil-audit.c) verifies and replays it.
  *
- * Threading: recorder_emit, recorder_has_room, recorder_room_fd and
- * recorder_room_ack are called from the event loop only; recorder_stats from
- * any thread; recorder_start / recorder_stop from the main thread.
+ * Threading: recorder_emit, recorder_emit_event, recorder_has_room,
+ * recorder_room_fd and recorder_room_ack are called from the event loop only
+ * (one producer); rec_event_* on the thread that owns the event until it is
+ * emitted; recorder_stats from any thread; recorder_start / recorder_stop from
+ * the main thread.
  */
 #ifndef PV_RECORDER_H
 #define PV_RECORDER_H
@@ -67,6 +69,27 @@ struct rec_stats {
 struct recorder;
 
 /*
+ * An event under construction: its members kept as JSON text (serialized at
+ * once, strings escaped as jansson does), sorted by key when written. Keys are
+ * kept by pointer: pass string literals. Setting a key again replaces it;
+ * reserved keys (v, seq, ts, type, prev, hash) are ignored. A member that
+ * cannot be added (out of memory, more than REC_EVENT_MEMBERS) makes the
+ * whole event fail: recorder_emit_event then returns REC_ERROR.
+ */
+#define REC_EVENT_MEMBERS 32
+struct rec_event;
+struct rec_event *rec_event_new(void); /* NULL when out of memory */
+void rec_event_free(struct rec_event *e);
+void rec_event_str(struct rec_event *e, const char *key, const char *s); /* NULL: null */
+/* s[0..n) when it is valid UTF-8 (as json_stringn); false (nothing set) otherwise. */
+bool rec_event_strn(struct rec_event *e, const char *key, const char *s, size_t n);
+void rec_event_int(struct rec_event *e, const char *key, int64_t v);
+void rec_event_bool(struct rec_event *e, const char *key, bool v);
+void rec_event_null(struct rec_event *e, const char *key);
+/* A JSON value (keys sorted), taken; NULL sets nothing, like json_object_set_new. */
+void rec_event_json(struct rec_event *e, const char *key, json_t *v);
+
+/*
  * Open the recording directory (continuing the hash chain of the newest file
  * found there, repairing a crashed .partial file) and start the writer thread.
  * The config is copied. NULL with a message in err on failure.
@@ -88,6 +111,13 @@ void recorder_stop(struct recorder *r);
  * lost; clients wait while the disk is slow or failing.
  */
 enum rec_enqueue recorder_emit(struct recorder *r, const char *type, json_t *fields);
+
+/*
+ * The same for an event built with rec_event_* (below): no JSON objects, so
+ * the loop allocates twice per event instead of once per key and value, and
+ * the writer only sorts and copies text. e is taken except on REC_FULL.
+ */
+enum rec_enqueue recorder_emit_event(struct recorder *r, const char *type, struct rec_event *e);
 
 bool recorder_has_room(struct recorder *r);
 

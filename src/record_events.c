@@ -40,7 +40,7 @@
 /* One event waiting for room in the queue (block mode). */
 struct rec_ev {
 	char type[REC_TYPE_MAX];
-	json_t *fields;
+	struct rec_event *fields;
 	struct rec_ev *next;
 };
 
@@ -117,12 +117,13 @@ static void want_room(void)
 	event_add(room_ev, NULL);
 }
 
-static bool park_on(struct rec_ev **head, struct rec_ev **tail, const char *type, json_t *fields)
+static bool park_on(struct rec_ev **head, struct rec_ev **tail, const char *type,
+                    struct rec_event *fields)
 {
 	struct rec_ev *e = calloc(1, sizeof(*e));
 	if (!e) {
 		log_error("recorder: out of memory: %s event lost", type);
-		json_decref(fields);
+		rec_event_free(fields);
 		return false;
 	}
 	snprintf(e->type, sizeof(e->type), "%s", type);
@@ -135,7 +136,7 @@ static bool park_on(struct rec_ev **head, struct rec_ev **tail, const char *type
 	return true;
 }
 
-static void park(struct rec_client *rc, const char *type, json_t *fields)
+static void park(struct rec_client *rc, const char *type, struct rec_event *fields)
 {
 	if (!rc) {
 		park_on(&orphans, &orphans_tail, type, fields);
@@ -155,19 +156,19 @@ static void park(struct rec_client *rc, const char *type, json_t *fields)
 }
 
 /* Emit with back-pressure; fields is always taken. */
-static void emit(struct rec_client *rc, const char *type, json_t *fields)
+static void emit(struct rec_client *rc, const char *type, struct rec_event *fields)
 {
 	if (!fields)
 		return;
 	if (!R) {
-		json_decref(fields);
+		rec_event_free(fields);
 		return;
 	}
 	if ((rc && rc->parked) || (!rc && orphans)) {
 		park(rc, type, fields);
 		return;
 	}
-	if (recorder_emit(R, type, fields) == REC_FULL)
+	if (recorder_emit_event(R, type, fields) == REC_FULL)
 		park(rc, type, fields);
 }
 
@@ -176,7 +177,7 @@ static bool drain(struct rec_ev **head, struct rec_ev **tail)
 {
 	while (*head) {
 		struct rec_ev *e = *head;
-		if (recorder_emit(R, e->type, e->fields) == REC_FULL)
+		if (recorder_emit_event(R, e->type, e->fields) == REC_FULL)
 			return false;
 		*head = e->next;
 		free(e);
@@ -294,7 +295,7 @@ static void free_events(struct rec_ev **head, struct rec_ev **tail)
 	while (*head) {
 		struct rec_ev *e = *head;
 		*head = e->next;
-		json_decref(e->fields);
+		rec_event_free(e->fields);
 		free(e);
 	}
 	*tail = NULL;
@@ -534,6 +535,18 @@ static json_t *text_json(const uint8_t *v, size_t len, size_t cap)
 	return j ? j : hex_json(v, len, cap);
 }
 
+/* text_json straight into an event member (no JSON object on the hot path). */
+static void text_set(struct rec_event *ev, const char *key, const uint8_t *v, size_t len,
+                     size_t cap)
+{
+	size_t n = len > cap ? cap : len;
+
+	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
+		n--;
+	if (!rec_event_strn(ev, key, (const char *)v, n))
+		rec_event_json(ev, key, hex_json(v, len, cap));
+}
+
 static int64_t be_int(const uint8_t *v, size_t len)
 {
 	uint64_t x = 0;
@@ -725,7 +738,7 @@ static bool mentions_secret(const char *s, size_t len)
 }
 
 /* text, fingerprint, class, tags and context of a statement into ev. */
-static void describe_sql(json_t *ev, const char *sql, size_t len)
+static void describe_sql(struct rec_event *ev, const char *sql, size_t len)
 {
 	struct inspect_result *res = inspect_classify(sql, len);
 	char fp[17];
@@ -733,32 +746,35 @@ static void describe_sql(json_t *ev, const char *sql, size_t len)
 
 	if (res && (res->classes & (SC_DDL | SC_ALTER)) && mentions_secret(sql, len)) {
 		char *red = redact_literals(sql, len);
-		json_object_set_new(ev, "text", red ? json_string(red) : json_null());
+		rec_event_str(ev, "text", red);
 		free(red);
 	} else {
-		json_object_set_new(ev, "text", text_json((const uint8_t *)sql, len, len));
+		text_set(ev, "text", (const uint8_t *)sql, len, len);
 	}
 	if (res && !res->parse_error) {
-		snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)res->fingerprint);
-		json_object_set_new(ev, "fingerprint", json_string(fp));
+		/* %016llx without printf (every statement) */
+		for (int i = 15; i >= 0; i--)
+			fp[15 - i] = "0123456789abcdef"[(res->fingerprint >> (4 * i)) & 15];
+		fp[16] = '\0';
+		rec_event_str(ev, "fingerprint", fp);
 	}
-	json_object_set_new(ev, "class", json_string(class_of(res)));
+	rec_event_str(ev, "class", class_of(res));
 	if (res && res->n_statements > 1)
-		json_object_set_new(ev, "statements", json_integer(res->n_statements));
+		rec_event_int(ev, "statements", res->n_statements);
 	if (res)
 		inspect_release(res);
 	tags = sqlcomment_tags(sql, len);
 	if (tags) {
-		json_object_set_new(ev, "context", context_of(tags));
-		json_object_set_new(ev, "tags", tags);
+		rec_event_json(ev, "context", context_of(tags));
+		rec_event_json(ev, "tags", tags);
 	}
 }
 
-static json_t *event_of(const struct rec_client *rc)
+static struct rec_event *event_of(const struct rec_client *rc)
 {
-	json_t *ev = json_object();
+	struct rec_event *ev = rec_event_new();
 	if (ev)
-		json_object_set_new(ev, "session", json_string(rc->session));
+		rec_event_str(ev, "session", rc->session);
 	return ev;
 }
 
@@ -798,7 +814,7 @@ void record_startup_params(struct pv_socket *c, const struct startup_param *para
 	}
 }
 
-static void addr_of(const struct pv_socket *c, json_t *ev)
+static void addr_of(const struct pv_socket *c, struct rec_event *ev)
 {
 	char addr[INET6_ADDRSTRLEN] = "unix";
 	int port = 0;
@@ -812,8 +828,8 @@ static void addr_of(const struct pv_socket *c, json_t *ev)
 		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
 		port = ntohs(in6->sin6_port);
 	}
-	json_object_set_new(ev, "client_addr", json_string(addr));
-	json_object_set_new(ev, "client_port", json_integer(port));
+	rec_event_str(ev, "client_addr", addr);
+	rec_event_int(ev, "client_port", port);
 }
 
 static json_t *tls_of(const struct pv_socket *c)
@@ -824,22 +840,22 @@ static json_t *tls_of(const struct pv_socket *c)
 	                 SSL_get_cipher_name(c->tls));
 }
 
-static void identity_of(const struct pv_socket *c, json_t *ev)
+static void identity_of(const struct pv_socket *c, struct rec_event *ev)
 {
 	const struct pv_identity *id = c->identity;
 	json_t *groups = json_array();
 
 	for (size_t i = 0; id && groups && i < id->n_groups; i++)
 		json_array_append_new(groups, json_string(id->groups[i]));
-	json_object_set_new(ev, "identity", id ? json_string(id->subject) : json_null());
-	json_object_set_new(ev, "provider", id ? json_string(id->provider) : json_null());
-	json_object_set_new(ev, "groups", groups ? groups : json_null());
+	rec_event_str(ev, "identity", id ? id->subject : NULL);
+	rec_event_str(ev, "provider", id ? id->provider : NULL);
+	rec_event_json(ev, "groups", groups ? groups : json_null());
 }
 
 void record_session_start(struct pv_socket *c)
 {
 	struct rec_client *rc;
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (!R || c->pool->db->is_admin || c->replication || !(rc = rc_get(c)) || rc->started)
 		return;
@@ -847,31 +863,30 @@ void record_session_start(struct pv_socket *c)
 	if (!(ev = event_of(rc)))
 		return;
 	identity_of(c, ev);
-	json_object_set_new(ev, "db_user", json_string(c->pool->user->name));
-	json_object_set_new(ev, "login_user", json_string(c->startup_user));
-	json_object_set_new(ev, "database", json_string(c->pool->db->name));
+	rec_event_str(ev, "db_user", c->pool->user->name);
+	rec_event_str(ev, "login_user", c->startup_user);
+	rec_event_str(ev, "database", c->pool->db->name);
 	addr_of(c, ev);
-	json_object_set_new(ev, "tls", tls_of(c));
-	json_object_set_new(ev, "application_name",
-	                    c->app_name ? json_string(c->app_name) : json_null());
-	json_object_set_new(ev, "params", rc->params ? json_incref(rc->params) : json_object());
+	rec_event_json(ev, "tls", tls_of(c));
+	rec_event_str(ev, "application_name", c->app_name);
+	rec_event_json(ev, "params", rc->params ? json_incref(rc->params) : json_object());
 	emit(rc, "session_start", ev);
 }
 
 void record_session_end(struct pv_socket *c, const char *reason)
 {
 	struct rec_client *rc = c->rec;
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (!rc || !rc->started || !(ev = event_of(rc)))
 		return;
 	rc->started = false;
-	json_object_set_new(ev, "reason", json_string(reason ? reason : ""));
-	json_object_set_new(ev, "duration_us", json_integer(now_usec() - rc->connect));
-	json_object_set_new(ev, "statements", json_integer((json_int_t)rc->n_stmt));
-	json_object_set_new(ev, "results", json_integer((json_int_t)rc->n_results));
-	json_object_set_new(ev, "errors", json_integer((json_int_t)rc->n_errors));
-	json_object_set_new(ev, "denials", json_integer((json_int_t)c->denials));
+	rec_event_str(ev, "reason", reason ? reason : "");
+	rec_event_int(ev, "duration_us", now_usec() - rc->connect);
+	rec_event_int(ev, "statements", (json_int_t)rc->n_stmt);
+	rec_event_int(ev, "results", (json_int_t)rc->n_results);
+	rec_event_int(ev, "errors", (json_int_t)rc->n_errors);
+	rec_event_int(ev, "denials", (json_int_t)c->denials);
 	/* the client is going: its event must not pause it, only wait with the others */
 	rc->owner = NULL;
 	emit(rc, "session_end", ev);
@@ -920,14 +935,14 @@ static void on_query(struct rec_client *rc, const struct pkt *p)
 {
 	struct pkt_reader r;
 	const char *sql;
-	json_t *ev;
+	struct rec_event *ev;
 
 	reader_init_pkt(&r, p);
 	sql = read_string(&r);
 	if (!sql || !(ev = event_of(rc)))
 		return;
-	json_object_set_new(ev, "stmt", json_integer((json_int_t)++rc->n_stmt));
-	json_object_set_new(ev, "protocol", json_string("simple"));
+	rec_event_int(ev, "stmt", (json_int_t)++rc->n_stmt);
+	rec_event_str(ev, "protocol", "simple");
 	describe_sql(ev, sql, strlen(sql));
 	pend_push(rc, PEND_QUERY, rc->n_stmt);
 	emit(rc, "statement", ev);
@@ -1013,25 +1028,25 @@ static void on_execute(struct rec_client *rc, const struct pkt *p)
 	struct pkt_reader r;
 	const char *portal;
 	const struct rec_named *e;
-	json_t *ev;
+	struct rec_event *ev;
 
 	reader_init_pkt(&r, p);
 	portal = read_string(&r);
 	if (!portal || !(ev = event_of(rc)))
 		return;
 	e = named_find(rc->portals, rc->n_portals, portal);
-	json_object_set_new(ev, "stmt", json_integer((json_int_t)++rc->n_stmt));
-	json_object_set_new(ev, "protocol", json_string("extended"));
+	rec_event_int(ev, "stmt", (json_int_t)++rc->n_stmt);
+	rec_event_str(ev, "protocol", "extended");
 	if (e && e->text)
 		describe_sql(ev, e->text, strlen(e->text));
 	else
-		json_object_set_new(ev, "text", json_null());
-	json_object_set_new(ev, "statement_name", e && e->stmt ? json_string(e->stmt) : json_null());
+		rec_event_null(ev, "text");
+	rec_event_str(ev, "statement_name", e && e->stmt ? e->stmt : NULL);
 	if (portal[0])
-		json_object_set_new(ev, "portal", json_string(portal));
-	json_object_set_new(ev, "params", e && e->params ? json_incref(e->params) : json_array());
+		rec_event_str(ev, "portal", portal);
+	rec_event_json(ev, "params", e && e->params ? json_incref(e->params) : json_array());
 	if (e && e->denied)
-		json_object_set_new(ev, "denied", json_true());
+		rec_event_bool(ev, "denied", true);
 	pend_push(rc, PEND_EXEC, rc->n_stmt);
 	emit(rc, "statement", ev);
 }
@@ -1123,8 +1138,8 @@ static enum pkt_action rec_client_msg(struct pv_socket *c, struct pkt *p)
 
 /* --- server messages ---------------------------------------------------------------- */
 
-/* rows from a command tag: its last word for the commands that count rows. */
-static json_t *rows_of(const char *tag)
+/* rows from a command tag: its last word for the commands that count rows; -1: null. */
+static long long rows_of(const char *tag)
 {
 	static const char *const counted[] = {"SELECT", "INSERT", "UPDATE", "DELETE",
 	                                      "COPY",   "FETCH",  "MOVE",   "MERGE"};
@@ -1132,30 +1147,33 @@ static json_t *rows_of(const char *tag)
 	size_t w = strcspn(tag, " ");
 
 	if (!last || !last[1])
-		return json_null();
+		return -1;
 	for (const char *d = last + 1; *d; d++)
 		if (!isdigit((unsigned char)*d))
-			return json_null();
+			return -1;
 	for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++)
 		if (strlen(counted[i]) == w && strncmp(tag, counted[i], w) == 0)
-			return json_integer(strtoll(last + 1, NULL, 10));
-	return json_null();
+			return strtoll(last + 1, NULL, 10);
+	return -1;
 }
 
-static json_t *result_event(struct rec_client *rc, struct rec_pending *e)
+static struct rec_event *result_event(struct rec_client *rc, struct rec_pending *e)
 {
-	json_t *ev = event_of(rc);
+	struct rec_event *ev = event_of(rc);
 	if (!ev)
 		return NULL;
-	json_object_set_new(ev, "stmt", e->stmt ? json_integer((json_int_t)e->stmt) : json_null());
+	if (e->stmt)
+		rec_event_int(ev, "stmt", (int64_t)e->stmt);
+	else
+		rec_event_null(ev, "stmt");
 	if (e->kind == PEND_QUERY) /* which statement of a (multi-statement) text */
-		json_object_set_new(ev, "part", json_integer(e->part));
-	json_object_set_new(ev, "duration_us", json_integer(now_usec() - e->sent));
+		rec_event_int(ev, "part", e->part);
+	rec_event_int(ev, "duration_us", now_usec() - e->sent);
 	if (e->refused)
-		json_object_set_new(ev, "denied", json_true());
+		rec_event_bool(ev, "denied", true);
 	if (e->rows) {
-		json_object_set_new(ev, "columns", e->columns ? e->columns : json_array());
-		json_object_set_new(ev, "data", e->rows);
+		rec_event_json(ev, "columns", e->columns ? e->columns : json_array());
+		rec_event_json(ev, "data", e->rows);
 		e->columns = e->rows = NULL;
 	}
 	e->part++;
@@ -1168,7 +1186,7 @@ static void on_complete(struct rec_client *rc, const struct pkt *p)
 	struct rec_pending *e = rc->pend;
 	struct pkt_reader r;
 	const char *tag = "";
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (!e || (e->kind != PEND_QUERY && e->kind != PEND_EXEC))
 		return;
@@ -1178,11 +1196,14 @@ static void on_complete(struct rec_client *rc, const struct pkt *p)
 		tag = tag ? tag : "";
 	}
 	if ((ev = result_event(rc, e))) {
-		json_object_set_new(ev, "command_tag", json_string(tag));
-		json_object_set_new(ev, "rows", rows_of(tag));
-		json_object_set_new(ev, "sqlstate", json_string("00000"));
+		rec_event_str(ev, "command_tag", tag);
+		if (rows_of(tag) >= 0)
+			rec_event_int(ev, "rows", rows_of(tag));
+		else
+			rec_event_null(ev, "rows");
+		rec_event_str(ev, "sqlstate", "00000");
 		if (p->type == 's')
-			json_object_set_new(ev, "suspended", json_true());
+			rec_event_bool(ev, "suspended", true);
 		emit(rc, "result", ev);
 	}
 	if (e->kind == PEND_EXEC)
@@ -1191,12 +1212,12 @@ static void on_complete(struct rec_client *rc, const struct pkt *p)
 
 static void skipped(struct rec_client *rc, struct rec_pending *e)
 {
-	json_t *ev = result_event(rc, e);
+	struct rec_event *ev = result_event(rc, e);
 	if (!ev)
 		return;
-	json_object_set_new(ev, "command_tag", json_null());
-	json_object_set_new(ev, "rows", json_null());
-	json_object_set_new(ev, "skipped", json_true());
+	rec_event_null(ev, "command_tag");
+	rec_event_null(ev, "rows");
+	rec_event_bool(ev, "skipped", true);
 	emit(rc, "result", ev);
 }
 
@@ -1214,7 +1235,7 @@ static void on_error(struct rec_client *rc, const struct pkt *p)
 {
 	struct rec_pending *e = rc->pend;
 	struct error_fields ef = {0};
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (e && e->kind == PEND_DESCRIBE) {
 		skip_to_sync(rc);
@@ -1225,12 +1246,13 @@ static void on_error(struct rec_client *rc, const struct pkt *p)
 	proto_parse_error(pkt_body(p), pkt_body_len(p), &ef);
 	rc->n_errors++;
 	if ((ev = result_event(rc, e))) {
-		json_object_set_new(ev, "command_tag", json_null());
-		json_object_set_new(ev, "rows", json_null());
-		json_object_set_new(ev, "sqlstate", json_string(ef.sqlstate ? ef.sqlstate : ""));
-		json_object_set_new(ev, "error", ef.message ? text_json((const uint8_t *)ef.message,
-		                                                        strlen(ef.message), 2048)
-		                                            : json_null());
+		rec_event_null(ev, "command_tag");
+		rec_event_null(ev, "rows");
+		rec_event_str(ev, "sqlstate", ef.sqlstate ? ef.sqlstate : "");
+		if (ef.message)
+			text_set(ev, "error", (const uint8_t *)ef.message, strlen(ef.message), 2048);
+		else
+			rec_event_null(ev, "error");
 		emit(rc, "result", ev);
 	}
 	if (e->kind != PEND_EXEC)
@@ -1405,7 +1427,7 @@ void record_refused(struct pv_socket *c, const struct pkt *p, const char *rule,
 	struct rec_client *rc;
 	struct pkt_reader r;
 	const char *sql;
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (!R || !(rc = rc_session(c)))
 		return;
@@ -1422,9 +1444,9 @@ void record_refused(struct pv_socket *c, const struct pkt *p, const char *rule,
 	if (p->type == 'P')
 		read_string(&r);
 	sql = read_string(&r);
-	json_object_set_new(ev, "decision", json_string("deny"));
-	json_object_set_new(ev, "rule", json_string(rule));
-	json_object_set_new(ev, "message", message ? json_string(message) : json_null());
+	rec_event_str(ev, "decision", "deny");
+	rec_event_str(ev, "rule", rule);
+	rec_event_str(ev, "message", message);
 	if (sql)
 		describe_sql(ev, sql, strlen(sql));
 	emit(rc, "denial", ev);
@@ -1438,25 +1460,25 @@ static const char *decision_word(enum approval_state s)
 void record_approval(const struct approval *a, bool requested)
 {
 	struct rec_client *rc;
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (!R || !a->client || !(rc = rc_session(a->client)) || !(ev = event_of(rc)))
 		return;
-	json_object_set_new(ev, "approval_id", json_integer((json_int_t)a->id));
-	json_object_set_new(ev, "rule", a->rule ? json_string(a->rule) : json_null());
+	rec_event_int(ev, "approval_id", (json_int_t)a->id);
+	rec_event_str(ev, "rule", a->rule);
 	if (requested) {
-		json_object_set_new(ev, "decision", json_string("hold"));
+		rec_event_str(ev, "decision", "hold");
 		if (a->text)
 			describe_sql(ev, a->text, a->text_len);
 		emit(rc, "approval_request", ev);
 		return;
 	}
-	json_object_set_new(ev, "decision", json_string(decision_word(a->state)));
-	json_object_set_new(ev, "approver", a->approver ? json_string(a->approver) : json_null());
+	rec_event_str(ev, "decision", decision_word(a->state));
+	rec_event_str(ev, "approver", a->approver);
 	if (a->approver_provider)
-		json_object_set_new(ev, "approver_provider", json_string(a->approver_provider));
+		rec_event_str(ev, "approver_provider", a->approver_provider);
 	if (a->reason)
-		json_object_set_new(ev, "reason", json_string(a->reason));
+		rec_event_str(ev, "reason", a->reason);
 	emit(rc, "decision", ev);
 }
 
@@ -1485,15 +1507,15 @@ void record_admin(struct pv_socket *c, const char *text)
 {
 	struct rec_client *rc;
 	char *safe;
-	json_t *ev;
+	struct rec_event *ev;
 
 	if (!R || !(rc = rc_get(c)) || !(ev = event_of(rc)))
 		return;
 	safe = admin_text(text);
-	json_object_set_new(ev, "command", safe ? json_string(safe) : json_null());
+	rec_event_str(ev, "command", safe);
 	free(safe);
-	json_object_set_new(ev, "admin_user", json_string(c->startup_user ? c->startup_user : ""));
-	json_object_set_new(ev, "identity",
-	                    c->identity ? json_string(c->identity->subject) : json_null());
+	rec_event_str(ev, "admin_user", c->startup_user ? c->startup_user : "");
+	rec_event_str(ev, "identity",
+	                    c->identity ? c->identity->subject : NULL);
 	emit(rc, "admin", ev);
 }

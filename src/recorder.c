@@ -31,11 +31,10 @@
 #define REC_TICK_USEC     (200 * 1000LL) /* periodic work granularity */
 #define REC_RETRY_USEC    (100 * 1000LL) /* wait after a failed write */
 #define REC_STOP_RETRIES  50             /* give up a failing disk at stop after ~5 s */
-
-struct rec_slot {
-	json_t *fields; /* carries "type" */
-	usec_t ts;
-};
+#define REC_LINGER_USEC   5000             /* let a batch gather this long before writing it */
+#define REC_BUSY_USEC     20000            /* ...if the last pass was this recent (else write now) */
+#define REC_WAKE_MAX      1024             /* ...unless this many events (or half the queue) wait */
+#define REC_PASS_MAX      1024             /* events written per pass: pop (make room) this often */
 
 struct recorder {
 	struct rec_config cfg; /* deep copy */
@@ -45,6 +44,9 @@ struct recorder {
 	struct rec_slot *ring;
 	size_t cap, head, count;
 	bool stopping;
+	bool idle;      /* the writer waits on cond: emit signals only then, and only at 1 and wake_at */
+	usec_t last_pass; /* mono time the writer last wrote events (writer thread only) */
+	size_t wake_at; /* queued events that end the writer's linger early */
 	bool want_room; /* a REC_FULL was returned; signal room_fd when space returns */
 	uint64_t drops;
 	int room_fd;
@@ -88,42 +90,69 @@ static void abstime_in(struct timespec *ts, usec_t usec)
 	}
 }
 
-/* Wait (lock held) until there is work, stop is requested, or the tick passes. */
-static void wait_work(struct recorder *r, usec_t timeout)
+/*
+ * Wait (lock held) until there is work, stop is requested, or the tick passes.
+ * Why the linger: waking the writer per event cost a futex wake and a context
+ * switch each, on a machine whose cores the loop and the database need. While
+ * events keep coming (the last pass is recent), once an event waits the writer
+ * sleeps on until REC_LINGER_USEC has passed or wake_at events are queued (emit
+ * signals then), and writes them as a batch. After a quiet spell the first
+ * event is written at once, so a lone event is not delayed.
+ */
+static void wait_work(struct recorder *r)
 {
-	struct timespec ts;
+	struct timespec deadline;
+	bool lingering = false;
 
-	abstime_in(&ts, timeout);
-	while (!r->stopping && (r->count == 0 || atomic_load(&r->paused)))
-		if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
+	abstime_in(&deadline, REC_TICK_USEC);
+	while (!r->stopping) {
+		bool paused = atomic_load(&r->paused);
+
+		if (!paused && r->count >= r->wake_at)
 			break;
+		if (!paused && r->count > 0 && !lingering) {
+			if (mono_usec() - r->last_pass >= REC_BUSY_USEC)
+				break;
+			abstime_in(&deadline, REC_LINGER_USEC);
+			lingering = true;
+		}
+		r->idle = true;
+		if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
+			r->idle = false;
+			break; /* linger over (write) or tick (periodic work) */
+		}
+		r->idle = false;
+	}
 }
 
 /* Write slots [head, head+n) in order; returns how many reached the file. */
 static size_t write_slots(struct recorder *r, size_t head, size_t n, int *err)
 {
-	size_t done;
+	size_t done = 0;
 
-	*err = 0;
-	for (done = 0; done < n; done++) {
-		struct rec_slot *s = &r->ring[(head + done) % r->cap];
-		if ((*err = recw_write(&r->w, s->fields, s->ts)) != 0)
-			break;
-	}
+	*err = n ? recw_write_batch(&r->w, r->ring, r->cap, head, n, &done) : 0;
 	return done;
 }
 
-/* Pop `done` written slots and wake a loop waiting for room. */
-static void pop_slots(struct recorder *r, size_t done)
+/*
+ * Pop `done` written slots (from head, which only this thread moves) and wake a
+ * loop waiting for room. The events are freed before taking the lock: the loop
+ * never touches these slots, and freeing under the lock made emit wait.
+ */
+static void pop_slots(struct recorder *r, size_t head, size_t done)
 {
 	uint64_t one = 1;
 
-	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < done; i++) {
-		json_decref(r->ring[r->head].fields);
-		r->ring[r->head].fields = NULL;
-		r->head = (r->head + 1) % r->cap;
+		struct rec_slot *s = &r->ring[(head + i) % r->cap];
+
+		json_decref(s->fields);
+		rec_event_free(s->ev);
+		s->fields = NULL;
+		s->ev = NULL;
 	}
+	pthread_mutex_lock(&r->lock);
+	r->head = (r->head + done) % r->cap;
 	r->count -= done;
 	if (done && r->want_room) {
 		r->want_room = false;
@@ -137,10 +166,14 @@ static void pop_slots(struct recorder *r, size_t done)
 /* At stop on a disk that keeps failing: count what cannot be written as dropped. */
 static void abandon_queue(struct recorder *r)
 {
+	size_t head, n;
+
 	pthread_mutex_lock(&r->lock);
 	r->drops += r->count;
+	head = r->head;
+	n = r->count;
 	pthread_mutex_unlock(&r->lock);
-	pop_slots(r, r->count);
+	pop_slots(r, head, n);
 }
 
 static void *writer_main(void *arg)
@@ -154,16 +187,19 @@ static void *writer_main(void *arg)
 		int err;
 
 		pthread_mutex_lock(&r->lock);
-		wait_work(r, REC_TICK_USEC);
+		wait_work(r);
 		head = r->head;
 		n = atomic_load(&r->paused) && !r->stopping ? 0 : r->count;
+		n = n > REC_PASS_MAX ? REC_PASS_MAX : n;
 		stopping = r->stopping;
 		pthread_mutex_unlock(&r->lock);
 
 		if ((err = recw_tick(&r->w, mono_usec())) != 0)
 			recw_error(&r->w, "write", err);
 		done = write_slots(r, head, n, &err);
-		pop_slots(r, done);
+		if (done)
+			r->last_pass = mono_usec();
+		pop_slots(r, head, done);
 		if (err) {
 			recw_error(&r->w, "write", err);
 			if (stopping && ++failures >= REC_STOP_RETRIES) {
@@ -195,6 +231,8 @@ static struct recorder *alloc_recorder(const struct rec_config *cfg)
 		return NULL;
 	}
 	r->cap = r->cfg.queue_size;
+	r->wake_at = r->cap / 2 > REC_WAKE_MAX ? REC_WAKE_MAX : r->cap / 2;
+	r->wake_at = r->wake_at ? r->wake_at : 1;
 	r->ring = calloc(r->cap, sizeof(*r->ring));
 	r->room_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (!r->ring || r->room_fd < 0) {
@@ -286,44 +324,73 @@ void recorder_stop(struct recorder *r)
 	free_recorder(r);
 }
 
-enum rec_enqueue recorder_emit(struct recorder *r, const char *type, json_t *fields)
+/* Full queue or stopping (lock held): the outcome, with the side effects on the counters. */
+static enum rec_enqueue refuse(struct recorder *r)
 {
-	json_t *ev = fields ? fields : json_object();
-	usec_t ts = now_usec();
+	if (r->stopping)
+		return REC_ERROR;
+	if (r->cfg.on_backpressure == REC_BP_BLOCK) {
+		r->want_room = true;
+		return REC_FULL;
+	}
+	r->drops++;
+	return REC_DROPPED;
+}
+
+/* Queue a filled slot in O(1) under the lock; waking the writer only when it needs it. */
+static enum rec_enqueue enqueue(struct recorder *r, const struct rec_slot *slot)
+{
+	enum rec_enqueue res = REC_OK;
 
 	pthread_mutex_lock(&r->lock);
 	if (r->count == r->cap || r->stopping) {
-		enum rec_enqueue res = r->stopping                              ? REC_ERROR
-		                       : r->cfg.on_backpressure == REC_BP_BLOCK ? REC_FULL
-		                                                                : REC_DROPPED;
-		if (res == REC_FULL)
-			r->want_room = true;
-		else if (res == REC_DROPPED)
-			r->drops++;
-		pthread_mutex_unlock(&r->lock);
-		if (res != REC_FULL || !fields)
-			json_decref(ev);
-		return res;
+		res = refuse(r);
+	} else {
+		r->ring[(r->head + r->count) % r->cap] = *slot;
+		r->count++;
+		if (r->idle && (r->count == 1 || r->count >= r->wake_at)) {
+			r->idle = false; /* one signal per sleep */
+			pthread_cond_signal(&r->cond);
+		}
 	}
 	pthread_mutex_unlock(&r->lock);
+	return res;
+}
 
-	/* Allocate outside the lock: only the O(1) slot fill happens under it. */
-	if (!json_is_object(ev) || json_object_set_new(ev, "type", json_string(type)) < 0) {
+enum rec_enqueue recorder_emit(struct recorder *r, const char *type, json_t *fields)
+{
+	json_t *ev = fields ? fields : json_object();
+	struct rec_slot slot = {ev, NULL, now_usec(), ""};
+	enum rec_enqueue res = REC_OK;
+
+	if (!json_is_object(ev))
+		res = REC_ERROR;
+	else if (strlen(type) < sizeof(slot.type)) /* the usual case: no allocation */
+		memcpy(slot.type, type, strlen(type) + 1);
+	else if (json_object_set_new(ev, "type", json_string(type)) < 0)
+		res = REC_ERROR;
+	if (res == REC_OK)
+		res = enqueue(r, &slot);
+	if (res != REC_OK && (res != REC_FULL || !fields))
 		json_decref(ev);
+	return res;
+}
+
+enum rec_enqueue recorder_emit_event(struct recorder *r, const char *type, struct rec_event *e)
+{
+	struct rec_slot slot = {NULL, e, now_usec(), ""};
+	enum rec_enqueue res;
+
+	/* a built event has no object to carry a long type: types are short words */
+	if (!e || e->failed || strlen(type) >= sizeof(slot.type)) {
+		rec_event_free(e);
 		return REC_ERROR;
 	}
-	pthread_mutex_lock(&r->lock);
-	if (r->count == r->cap) { /* only the loop adds, so this cannot happen; be safe */
-		r->drops++;
-		pthread_mutex_unlock(&r->lock);
-		json_decref(ev);
-		return REC_DROPPED;
-	}
-	r->ring[(r->head + r->count) % r->cap] = (struct rec_slot){ev, ts};
-	r->count++;
-	pthread_cond_signal(&r->cond);
-	pthread_mutex_unlock(&r->lock);
-	return REC_OK;
+	memcpy(slot.type, type, strlen(type) + 1);
+	res = enqueue(r, &slot);
+	if (res != REC_OK && res != REC_FULL)
+		rec_event_free(e);
+	return res;
 }
 
 bool recorder_has_room(struct recorder *r)

@@ -2,8 +2,9 @@
  * recorder_file.c - the recorder's files: event serialization and the hash
  * chain, file naming, the .partial -> .jsonl life cycle, rotation by size and
  * interval, retention by age and total bytes, fsync policy and the repair of a
- * file left half-written by a crash. Runs on the recorder thread only; the
- * format is specified in doc/recordings.md.
+ * file left half-written by a crash. Runs on the recorder thread only, except
+ * the rec_event_* builders (the event loop's, touching no writer state) and
+ * rec_serialize_* (pure); the format is specified in doc/recordings.md.
  */
 #include "recorder_file.h"
 
@@ -28,6 +29,7 @@
 #define REC_PARTIAL         ".partial"
 #define REC_RETENTION_EVERY (60 * USEC_PER_SEC)
 #define REC_HASH_SUFFIX_LEN (sizeof(",\"hash\":\"\"}") - 1 + REC_HASH_HEX_LEN)
+#define REC_BATCH_BYTES     (256 * 1024) /* one write() per this much, at most */
 
 static const char zero_hash[REC_HASH_HEX_LEN + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -97,25 +99,14 @@ void recw_error(struct rec_writer *w, const char *what, int err)
 	pthread_mutex_unlock(w->stats_lock);
 }
 
-static void stats_written(struct rec_writer *w, size_t bytes)
+static void stats_written(struct rec_writer *w, size_t bytes, size_t events)
 {
 	pthread_mutex_lock(w->stats_lock);
 	w->stats->bytes += bytes;
-	w->stats->events++;
+	w->stats->events += events;
 	w->stats->failing = false;
 	strlcpy_pv(w->stats->file, w->fd >= 0 ? w->name : "", sizeof(w->stats->file));
 	pthread_mutex_unlock(w->stats_lock);
-}
-
-static void format_ts(usec_t ts, char *out, size_t outlen)
-{
-	time_t secs = (time_t)(ts / USEC_PER_SEC);
-	struct tm tm;
-	char base[32];
-
-	gmtime_r(&secs, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, outlen, "%.20s.%06uZ", base, (unsigned)(ts % USEC_PER_SEC));
 }
 
 static void path_of(const struct rec_writer *w, const char *name, bool partial, char *out,
@@ -169,58 +160,604 @@ static void add_note(struct rec_writer *w, const char *type, json_t *fields)
 /* --- serialization ---------------------------------------------------------------------- */
 
 /*
- * Serialize fields as the next event and append it. The envelope keys are set
- * on the object; the hash covers the compact, key-sorted JSON of the object
- * without "hash", and the line is that JSON with ,"hash":"..." spliced in
- * before the closing brace (doc/recordings.md "Hash").
+ * Why our own serializer: json_dumps(JSON_SORT_KEYS) allocates a key array and
+ * a growing string per call and the envelope keys had to be added to the
+ * object first (more allocations, on the writer thread, of objects made on the
+ * loop). This writes the same bytes straight into the reused batch buffer.
  */
-static int append_event(struct rec_writer *w, json_t *ev, usec_t ts)
-{
-	char tsbuf[64], hash[REC_HASH_HEX_LEN + 1], *body, *line;
-	size_t blen, llen;
-	int err;
+#define REC_STR_(x) #x
+#define REC_STR(x)  REC_STR_(x)
 
-	format_ts(ts, tsbuf, sizeof(tsbuf));
-	json_object_del(ev, "hash");
-	if (json_object_set_new(ev, "v", json_integer(REC_FORMAT_VERSION)) < 0 ||
-	    json_object_set_new(ev, "seq", json_integer((json_int_t)w->next_seq)) < 0 ||
-	    json_object_set_new(ev, "ts", json_string(tsbuf)) < 0 ||
-	    json_object_set_new(ev, "prev", json_string(w->prev)) < 0)
+static bool rb_reserve(struct rec_buf *b, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (b->oom)
+		return false;
+	if (b->len + more <= b->cap)
+		return true;
+	cap = b->cap ? b->cap * 2 : 256;
+	while (cap < b->len + more)
+		cap *= 2;
+	p = b->borrowed ? malloc(cap) : realloc(b->p, cap);
+	if (!p) {
+		b->oom = true;
+		return false;
+	}
+	if (b->borrowed && b->len)
+		memcpy(p, b->p, b->len);
+	b->borrowed = false;
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+static void rb_put(struct rec_buf *b, const char *s, size_t n)
+{
+	if (!rb_reserve(b, n))
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void rb_putc(struct rec_buf *b, char c)
+{
+	rb_put(b, &c, 1);
+}
+
+static void rb_putu(struct rec_buf *b, uint64_t v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	rb_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+static void rb_puti(struct rec_buf *b, json_int_t v)
+{
+	if (v < 0) {
+		rb_putc(b, '-');
+		rb_putu(b, (uint64_t)0 - (uint64_t)v);
+	} else {
+		rb_putu(b, (uint64_t)v);
+	}
+}
+
+/* A JSON string exactly as jansson escapes it without flags: ", \, and controls only. */
+static void ser_string(struct rec_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
+
+	rb_putc(b, '"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[6] = {'\\', 0, '0', '0', 0, 0};
+		size_t elen = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		rb_put(b, s + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[1] = 'u';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			elen = 6;
+		}
+		rb_put(b, esc, elen);
+	}
+	rb_put(b, s + run, n - run);
+	rb_putc(b, '"');
+}
+
+/* An object member: a JSON value or (envelope) a C string to quote or raw JSON text. */
+struct member {
+	const char *key;
+	json_t *val;
+	const char *str;
+	const char *raw;
+	size_t rawlen;
+};
+
+static void ser_value(struct rec_buf *b, json_t *v);
+
+/* Insertion sort: objects here have a handful of keys; falls back to qsort for many. */
+static int cmp_member(const void *a, const void *b)
+{
+	return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
+}
+
+/* a > b in strcmp order; most of our keys differ in the first byte, which saves the call. */
+static inline bool key_after(const char *a, const char *b)
+{
+	if (a[0] != b[0])
+		return (unsigned char)a[0] > (unsigned char)b[0];
+	return strcmp(a, b) > 0;
+}
+
+static void sort_members(struct member *m, size_t n)
+{
+	if (n > 32) {
+		qsort(m, n, sizeof(*m), cmp_member);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		struct member x = m[i];
+		size_t j = i;
+		for (; j > 0 && key_after(m[j - 1].key, x.key); j--)
+			m[j] = m[j - 1];
+		m[j] = x;
+	}
+}
+
+/* A key that needs no escaping (all of ours): "key": copied in one go. */
+static bool put_plain_key(struct rec_buf *b, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)key[i] < 0x20 || key[i] == '"' || key[i] == '\\')
+			return false;
+	if (!rb_reserve(b, n + 3))
+		return true; /* oom is latched */
+	b->p[b->len] = '"';
+	memcpy(b->p + b->len + 1, key, n);
+	b->p[b->len + 1 + n] = '"';
+	b->p[b->len + 2 + n] = ':';
+	b->len += n + 3;
+	return true;
+}
+
+static void ser_members(struct rec_buf *b, struct member *m, size_t n)
+{
+	sort_members(m, n);
+	rb_putc(b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			rb_putc(b, ',');
+		if (!put_plain_key(b, m[i].key)) {
+			ser_string(b, m[i].key, strlen(m[i].key));
+			rb_putc(b, ':');
+		}
+		if (m[i].val)
+			ser_value(b, m[i].val);
+		else if (m[i].str)
+			ser_string(b, m[i].str, strlen(m[i].str));
+		else
+			rb_put(b, m[i].raw, m[i].rawlen);
+	}
+	rb_putc(b, '}');
+}
+
+static bool reserved_key(const char *k)
+{
+	static const char *const keys[] = {"v", "seq", "ts", "type", "prev", "hash"};
+
+	if (!strchr("vstph", k[0])) /* most keys: one test */
+		return false;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(k, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * An object's members plus `extra` envelope members (NULL for nested
+ * objects, whose keys are never reserved), sorted and written.
+ */
+static void ser_object(struct rec_buf *b, json_t *obj, const struct member *extra, size_t nextra)
+{
+	struct member stack[32], *m = stack;
+	size_t cap = json_object_size(obj) + nextra, n = 0;
+	const char *k;
+	json_t *v;
+
+	if (cap > sizeof(stack) / sizeof(stack[0]) && !(m = malloc(cap * sizeof(*m)))) {
+		b->oom = true;
+		return;
+	}
+	json_object_foreach(obj, k, v)
+	{
+		if (!extra || !reserved_key(k))
+			m[n++] = (struct member){k, v, NULL, NULL, 0};
+	}
+	for (size_t i = 0; i < nextra; i++)
+		m[n++] = extra[i];
+	ser_members(b, m, n);
+	if (m != stack)
+		free(m);
+}
+
+/* A real: jansson's own formatting, so the bytes match json_dumps. */
+static void ser_real(struct rec_buf *b, json_t *v)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+	if (!s) {
+		b->oom = true;
+		return;
+	}
+	rb_put(b, s, strlen(s));
+	free(s);
+}
+
+static void ser_value(struct rec_buf *b, json_t *v)
+{
+	size_t i;
+	json_t *e;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: ser_object(b, v, NULL, 0); break;
+	case JSON_ARRAY:
+		rb_putc(b, '[');
+		json_array_foreach(v, i, e)
+		{
+			if (i)
+				rb_putc(b, ',');
+			ser_value(b, e);
+		}
+		rb_putc(b, ']');
+		break;
+	case JSON_STRING: ser_string(b, json_string_value(v), json_string_length(v)); break;
+	case JSON_INTEGER: rb_puti(b, json_integer_value(v)); break;
+	case JSON_REAL: ser_real(b, v); break;
+	case JSON_TRUE: rb_put(b, "true", 4); break;
+	case JSON_FALSE: rb_put(b, "false", 5); break;
+	case JSON_NULL: rb_put(b, "null", 4); break;
+	}
+}
+
+/* The envelope's values as JSON text. */
+struct envelope {
+	char ts[64], seq[24], prev[REC_HASH_HEX_LEN + 3];
+	struct member m[5];
+};
+
+/*
+ * format_ts costs a gmtime_r and a strftime; events come thousands a second,
+ * so the date and time down to the second are kept per thread.
+ */
+static size_t ts_text(usec_t ts, char *out)
+{
+	static _Thread_local time_t last_sec = -1;
+	static _Thread_local char base[32];
+	time_t sec = (time_t)(ts / USEC_PER_SEC);
+	unsigned us = (unsigned)(ts % USEC_PER_SEC);
+	size_t n;
+
+	if (sec != last_sec || ts < 0) {
+		struct tm tm;
+
+		gmtime_r(&sec, &tm);
+		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+		last_sec = sec;
+	}
+	/* "<base>.<6 digits>Z" without printf: this runs for every event */
+	n = strnlen(base, 20);
+
+	out[0] = '"';
+	memcpy(out + 1, base, n);
+	out[n + 1] = '.';
+	for (int i = 6; i >= 1; i--, us /= 10)
+		out[n + 1 + i] = (char)('0' + us % 10);
+	memcpy(out + n + 8, "Z\"", 3);
+	return n + 10;
+}
+
+static void envelope_of(struct envelope *env, const char *type, usec_t ts, uint64_t seq,
+                        const char *prev)
+{
+	static const char version[] = REC_STR(REC_FORMAT_VERSION);
+	size_t tslen = ts_text(ts, env->ts), seqlen = 0;
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do { /* seq without printf */
+		tmp[--i] = (char)('0' + seq % 10);
+		seq /= 10;
+	} while (seq);
+	seqlen = sizeof(tmp) - i;
+	memcpy(env->seq, tmp + i, seqlen);
+	env->prev[0] = '"';
+	memcpy(env->prev + 1, prev, REC_HASH_HEX_LEN);
+	env->prev[REC_HASH_HEX_LEN + 1] = '"';
+	env->m[0] = (struct member){"v", NULL, NULL, version, sizeof(version) - 1};
+	env->m[1] = (struct member){"seq", NULL, NULL, env->seq, seqlen};
+	env->m[2] = (struct member){"ts", NULL, NULL, env->ts, tslen};
+	env->m[3] = (struct member){"type", NULL, type, NULL, 0};
+	env->m[4] = (struct member){"prev", NULL, NULL, env->prev, REC_HASH_HEX_LEN + 2};
+}
+
+bool rec_serialize_event(struct rec_buf *b, json_t *fields, const char *type, usec_t ts,
+                         uint64_t seq, const char *prev)
+{
+	struct envelope env;
+
+	envelope_of(&env, type, ts, seq, prev);
+	ser_object(b, fields, env.m, 5);
+	return !b->oom;
+}
+
+bool rec_serialize_built(struct rec_buf *b, const struct rec_event *e, const char *type, usec_t ts,
+                         uint64_t seq, const char *prev)
+{
+	struct member m[REC_EVENT_MEMBERS + 5];
+	struct envelope env;
+	size_t n = 0;
+
+	envelope_of(&env, type, ts, seq, prev);
+	for (size_t i = 0; i < e->n; i++)
+		m[n++] = (struct member){e->m[i].key, NULL, NULL, e->text.p + e->m[i].off, e->m[i].len};
+	for (size_t i = 0; i < 5; i++)
+		m[n++] = env.m[i];
+	ser_members(b, m, n);
+	return !b->oom;
+}
+
+/* --- events built as text (on the event loop) -------------------------------------------- */
+
+/* One allocation per event: the text starts in the event itself (most events fit). */
+struct rec_event *rec_event_new(void)
+{
+	struct rec_event *e = malloc(sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->text = (struct rec_buf){e->inline_text, 0, sizeof(e->inline_text), false, true};
+	e->n = 0;
+	e->failed = false;
+	return e;
+}
+
+void rec_event_free(struct rec_event *e)
+{
+	if (!e)
+		return;
+	if (!e->text.borrowed)
+		free(e->text.p);
+	free(e);
+}
+
+/* Start the member `key`: its value is what is appended to e->text until member_end. */
+static bool member_begin(struct rec_event *e, const char *key, size_t *start)
+{
+	if (e->failed || reserved_key(key))
+		return false;
+	*start = e->text.len;
+	return true;
+}
+
+static void member_end(struct rec_event *e, const char *key, size_t start)
+{
+	size_t i;
+
+	if (e->text.oom || e->text.len > UINT32_MAX) {
+		e->failed = true;
+		return;
+	}
+	for (i = 0; i < e->n && strcmp(e->m[i].key, key) != 0; i++)
+		;
+	if (i == REC_EVENT_MEMBERS) {
+		e->failed = true;
+		return;
+	}
+	e->n += i == e->n;
+	e->m[i].key = key; /* a replaced value stays in text, unused */
+	e->m[i].off = (uint32_t)start;
+	e->m[i].len = (uint32_t)(e->text.len - start);
+}
+
+/* Raw JSON text as the value of key. */
+static void member_raw(struct rec_event *e, const char *key, const char *raw, size_t n)
+{
+	size_t start;
+
+	if (!member_begin(e, key, &start))
+		return;
+	rb_put(&e->text, raw, n);
+	member_end(e, key, start);
+}
+
+/* Valid UTF-8 as jansson accepts it: no overlongs, surrogates or code points past U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], need, cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			need = 1, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			need = 2, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			need = 3, cp = c & 0x07;
+		else
+			return false;
+		if (n - i <= need)
+			return false;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += need + 1;
+	}
+	return true;
+}
+
+bool rec_event_strn(struct rec_event *e, const char *key, const char *s, size_t n)
+{
+	size_t start;
+
+	if (!utf8_valid((const unsigned char *)s, n))
+		return false;
+	if (member_begin(e, key, &start)) {
+		ser_string(&e->text, s, n);
+		member_end(e, key, start);
+	}
+	return true;
+}
+
+void rec_event_str(struct rec_event *e, const char *key, const char *s)
+{
+	/* invalid UTF-8 leaves the key absent, as json_string would */
+	if (!s)
+		rec_event_null(e, key);
+	else
+		(void)rec_event_strn(e, key, s, strlen(s));
+}
+
+void rec_event_int(struct rec_event *e, const char *key, int64_t v)
+{
+	size_t start;
+
+	if (!member_begin(e, key, &start))
+		return;
+	rb_puti(&e->text, (json_int_t)v);
+	member_end(e, key, start);
+}
+
+void rec_event_bool(struct rec_event *e, const char *key, bool v)
+{
+	member_raw(e, key, v ? "true" : "false", v ? 4 : 5);
+}
+
+void rec_event_null(struct rec_event *e, const char *key)
+{
+	member_raw(e, key, "null", 4);
+}
+
+void rec_event_json(struct rec_event *e, const char *key, json_t *v)
+{
+	size_t start;
+
+	if (!v)
+		return;
+	if (member_begin(e, key, &start)) {
+		ser_value(&e->text, v);
+		member_end(e, key, start);
+	}
+	json_decref(v);
+}
+
+/* SHA-256 on the writer's reused context, or HMAC (rec_hash_hex) with a key. */
+static bool hash_body(struct rec_writer *w, const char *body, size_t len, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (w->cfg->hmac_key || !w->md || !w->mdctx)
+		return rec_hash_hex(w->cfg->hmac_key, body, len, out);
+	if (!EVP_DigestInit_ex(w->mdctx, w->md, NULL) || !EVP_DigestUpdate(w->mdctx, body, len) ||
+	    !EVP_DigestFinal_ex(w->mdctx, md, &mdlen) || mdlen != REC_HASH_HEX_LEN / 2)
+		return false;
+	for (unsigned int i = 0; i < mdlen; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[REC_HASH_HEX_LEN] = '\0';
+	return true;
+}
+
+/*
+ * Append the next event's line to the batch: the body chained to prev (the
+ * hash covers the body, doc/recordings.md "Hash"), then its closing brace
+ * replaced by ,"hash":"..."} and a newline. prev becomes this event's hash.
+ * On failure the batch is as before.
+ */
+static int batch_event(struct rec_writer *w, json_t *fields, const struct rec_event *ev,
+                       const char *type, usec_t ts, uint64_t seq, char *prev)
+{
+	struct rec_buf *b = &w->batch;
+	size_t start = b->len;
+	char hash[REC_HASH_HEX_LEN + 1];
+
+	if (!(ev ? rec_serialize_built(b, ev, type, ts, seq, prev)
+	         : rec_serialize_event(b, fields, type, ts, seq, prev))) {
+		b->len = start;
+		b->oom = false;
 		return ENOMEM;
-	body = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!body)
-		return ENOMEM;
-	blen = strlen(body);
-	if (!rec_hash_hex(w->cfg->hmac_key, body, blen, hash)) {
-		free(body);
+	}
+	if (!hash_body(w, b->p + start, b->len - start, hash)) {
+		b->len = start;
 		return EIO;
 	}
-	llen = blen - 1 + REC_HASH_SUFFIX_LEN + 1;
-	line = malloc(llen + 1);
-	if (!line) {
-		free(body);
+	b->len--; /* the body's closing brace */
+	rb_put(b, ",\"hash\":\"", 9);
+	rb_put(b, hash, REC_HASH_HEX_LEN);
+	rb_put(b, "\"}\n", 3);
+	if (b->oom) {
+		b->len = start;
+		b->oom = false;
 		return ENOMEM;
 	}
-	snprintf(line, llen + 1, "%.*s,\"hash\":\"%s\"}\n", (int)(blen - 1), body, hash);
-	free(body);
+	memcpy(prev, hash, REC_HASH_HEX_LEN + 1);
+	return 0;
+}
+
+/*
+ * Write the batch (`events` lines ending with the hash last) and advance the
+ * chain. On error the file is cut back to its previous size so it stays a
+ * valid chain and a retry writes identical bytes.
+ */
+static int flush_batch(struct rec_writer *w, size_t events, const char *last)
+{
+	size_t len = w->batch.len;
+	int err;
+
+	w->batch.len = 0;
 	err = w->fault && atomic_load(w->fault) ? atomic_load(w->fault)
-	                                        : write_all(w->fd, line, llen);
-	free(line);
+	                                        : write_all(w->fd, w->batch.p, len);
 	if (err) {
-		/* Cut a partially written line so the file stays a valid chain for the retry. */
 		if (ftruncate(w->fd, (off_t)w->size) < 0)
 			recw_error(w, "truncate after failed write", errno);
 		return err;
 	}
-	w->size += llen;
-	w->lines++;
+	w->size += len;
+	w->lines += events;
 	w->dirty = true;
-	w->next_seq++;
-	memcpy(w->prev, hash, sizeof(w->prev));
-	stats_written(w, llen);
+	w->next_seq += events;
+	memcpy(w->prev, last, sizeof(w->prev));
+	stats_written(w, len, events);
 	if (w->cfg->fsync == REC_FSYNC_ALWAYS && fdatasync(w->fd) == 0)
 		w->dirty = false;
 	return 0;
+}
+
+/* One writer-made event (header, notes), written at once. */
+static int append_event(struct rec_writer *w, json_t *ev, const char *type, usec_t ts)
+{
+	char prev[REC_HASH_HEX_LEN + 1];
+	int err;
+
+	memcpy(prev, w->prev, sizeof(prev));
+	w->batch.len = 0;
+	if ((err = batch_event(w, ev, NULL, type, ts, w->next_seq, prev)) != 0)
+		return err;
+	return flush_batch(w, 1, prev);
 }
 
 /* --- file life cycle -------------------------------------------------------------------- */
@@ -235,7 +772,7 @@ static int write_header(struct rec_writer *w)
 
 	if (!h)
 		return ENOMEM;
-	err = append_event(w, h, now_usec());
+	err = append_event(w, h, "file_header", now_usec());
 	json_decref(h);
 	return err;
 }
@@ -273,10 +810,12 @@ static int flush_notes(struct rec_writer *w)
 	while (json_array_size(w->notes) > 0) {
 		json_t *n = json_array_get(w->notes, 0);
 		usec_t ts = json_integer_value(json_object_get(n, "ts_us"));
+		const char *type = json_string_value(json_object_get(n, "type"));
 		int err;
 
+		/* ts_us is bookkeeping, not part of the event (and not a reserved key) */
 		json_object_del(n, "ts_us");
-		err = append_event(w, n, ts);
+		err = append_event(w, n, type ? type : "note", ts);
 		json_object_set_new(n, "ts_us", json_integer(ts));
 		if (err)
 			return err;
@@ -555,8 +1094,10 @@ int recw_open_dir(struct rec_writer *w, char *err, size_t errlen)
 	w->prev_file[0] = '\0';
 	w->last_sync = w->last_retention = mono_usec();
 	w->notes = json_array();
-	if (!w->notes) {
-		snprintf(err, errlen, "out of memory");
+	w->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	w->mdctx = EVP_MD_CTX_new();
+	if (!w->notes || !w->md || !w->mdctx) {
+		snprintf(err, errlen, "out of memory (or no SHA-256 in libcrypto)");
 		return -1;
 	}
 	if (mkdir(w->cfg->directory, 0750) < 0 && errno != EEXIST) {
@@ -598,15 +1139,60 @@ static void rotate(struct rec_writer *w)
 	run_retention(w);
 }
 
-int recw_write(struct rec_writer *w, json_t *fields, usec_t ts)
+/* Size rotation would be due once `bytes` more (and `lines` more events) are in the file. */
+static bool size_due_after(const struct rec_writer *w, size_t bytes, size_t lines)
 {
+	return w->cfg->rotate_size && w->lines + lines > 1 && w->size + bytes >= w->cfg->rotate_size;
+}
+
+/*
+ * Serialize events from the ring into the batch until it is full, the events
+ * run out, or size rotation becomes due (the file may exceed rotate_size by
+ * one event, as before batching). *k = events in the batch; last = its hash.
+ */
+static int fill_batch(struct rec_writer *w, const struct rec_slot *ring, size_t cap, size_t first,
+                      size_t n, size_t *k, char *last)
+{
+	memcpy(last, w->prev, REC_HASH_HEX_LEN + 1);
+	w->batch.len = 0;
+	for (*k = 0; *k < n; (*k)++) {
+		const struct rec_slot *s = &ring[(first + *k) % cap];
+		const char *type = s->type[0] ? s->type
+		                              : json_string_value(json_object_get(s->fields, "type"));
+		int err;
+
+		if (*k > 0 && (w->batch.len >= REC_BATCH_BYTES || size_due_after(w, w->batch.len, *k)))
+			break;
+		err = batch_event(w, s->fields, s->ev, type ? type : "", s->ts, w->next_seq + *k, last);
+		if (err) {
+			w->batch.len = 0;
+			return err;
+		}
+	}
+	return 0;
+}
+
+int recw_write_batch(struct rec_writer *w, const struct rec_slot *ring, size_t cap, size_t head,
+                     size_t n, size_t *done)
+{
+	char last[REC_HASH_HEX_LEN + 1];
 	int err;
 
-	if (rotation_due(w, mono_usec()))
-		rotate(w);
-	if ((err = ensure_open(w)) != 0)
-		return err;
-	return append_event(w, fields, ts);
+	*done = 0;
+	while (*done < n) {
+		size_t k;
+
+		if (rotation_due(w, mono_usec()))
+			rotate(w);
+		if ((err = ensure_open(w)) != 0)
+			return err;
+		if ((err = fill_batch(w, ring, cap, head + *done, n - *done, &k, last)) != 0)
+			return err;
+		if ((err = flush_batch(w, k, last)) != 0)
+			return err;
+		*done += k;
+	}
+	return 0;
 }
 
 int recw_tick(struct rec_writer *w, usec_t mono)
@@ -646,4 +1232,10 @@ void recw_free(struct rec_writer *w)
 	w->fd = -1;
 	json_decref(w->notes);
 	w->notes = NULL;
+	EVP_MD_CTX_free(w->mdctx);
+	w->mdctx = NULL;
+	EVP_MD_free(w->md);
+	w->md = NULL;
+	free(w->batch.p);
+	w->batch = (struct rec_buf){0};
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "recorder.h"
+#include "recorder_file.h"
 
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -464,6 +465,137 @@ static void test_crash_repair(void **state)
 	scan_free(&s);
 }
 
+/* The serializer writes exactly what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) would. */
+static void expect_same_bytes(json_t *fields, const char *type)
+{
+	static const char prev[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	struct rec_buf b = {0};
+	json_t *ref = json_deep_copy(fields);
+	char *want;
+
+	assert_true(rec_serialize_event(&b, fields, type, 1234567, 42, prev));
+	json_object_del(ref, "hash");
+	json_object_set_new(ref, "v", json_integer(REC_FORMAT_VERSION));
+	json_object_set_new(ref, "seq", json_integer(42));
+	json_object_set_new(ref, "ts", json_string("1970-01-01T00:00:01.234567Z"));
+	json_object_set_new(ref, "type", json_string(type));
+	json_object_set_new(ref, "prev", json_string(prev));
+	want = json_dumps(ref, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(want);
+	assert_int_equal(b.len, strlen(want));
+	assert_memory_equal(b.p, want, b.len);
+	free(want);
+	free(b.p);
+	json_decref(ref);
+}
+
+static void test_serializer_matches_jansson(void **state)
+{
+	json_t *many = json_object(), *f;
+	char key[16];
+
+	(void)state;
+	f = json_pack("{s:s,s:I,s:I,s:b,s:b,s:n,s:f,s:[s,i,{s:s,s:s}],s:{s:s,s:{s:i,s:i}}}",
+	              "text", "SELECT '\"q\\\\' /* a/b */\n\t\r\b\f\x01\x1f\x7f é €",
+	              "big", (json_int_t)INT64_MIN, "pos", (json_int_t)INT64_MAX, "t", 1, "f", 0,
+	              "nothing", "real", 1.5, "arr", "x", -3, "zk", "1", "ak", "2", "tags",
+	              "traceparent", "00-ab", "nested", "b", 2, "a", 1);
+	json_object_set_new(f, "nul", json_stringn("a\0b", 3));
+	json_object_set_new(f, "seq", json_integer(999)); /* reserved: overwritten */
+	json_object_set_new(f, "hash", json_string("x"));
+	json_object_set_new(f, "session", json_string("0a0b0c0d-1"));
+	json_object_set_new(f, "\"odd key\n", json_true());
+	expect_same_bytes(f, "statement");
+	expect_same_bytes(f, "type \"with\" quotes and a very long name beyond the slot");
+	json_decref(f);
+	for (int i = 0; i < 40; i++) { /* more keys than the on-stack sort handles */
+		snprintf(key, sizeof(key), "k%02d", (i * 17) % 40);
+		json_object_set_new(many, key, json_integer(i));
+	}
+	expect_same_bytes(many, "ev");
+	json_decref(many);
+	many = json_object();
+	expect_same_bytes(many, "ev");
+	json_decref(many);
+}
+
+/* An event built with rec_event_* serializes as the same object built with jansson. */
+static void test_built_event_matches_jansson(void **state)
+{
+	static const char prev[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+	struct rec_event *e = rec_event_new();
+	json_t *ref = json_object();
+	struct rec_buf got = {0};
+	char big[2000], *want;
+
+	(void)state;
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_non_null(e);
+	rec_event_str(e, "session", "0a0b0c0d-1");
+	rec_event_int(e, "stmt", 1);
+	rec_event_int(e, "stmt", -7); /* replaced */
+	rec_event_str(e, "text", "SELECT '\"é\"'\n\x01");
+	rec_event_str(e, "bad", "\xc3\x28");               /* invalid UTF-8: absent */
+	assert_false(rec_event_strn(e, "bad2", "\xed\xa0\x80", 3)); /* a surrogate */
+	rec_event_null(e, "rows");
+	rec_event_str(e, "none", NULL);
+	rec_event_bool(e, "denied", true);
+	rec_event_bool(e, "skipped", false);
+	rec_event_json(e, "params", json_pack("[s,i,{s:i,s:i}]", "a", 2, "z", 1, "b", 2));
+	rec_event_str(e, "seq", "reserved: ignored");
+	rec_event_str(e, "big", big); /* grows past the inline text */
+	json_object_set_new(ref, "session", json_string("0a0b0c0d-1"));
+	json_object_set_new(ref, "stmt", json_integer(-7));
+	json_object_set_new(ref, "text", json_string("SELECT '\"é\"'\n\x01"));
+	json_object_set_new(ref, "rows", json_null());
+	json_object_set_new(ref, "none", json_null());
+	json_object_set_new(ref, "denied", json_true());
+	json_object_set_new(ref, "skipped", json_false());
+	json_object_set_new(ref, "params", json_pack("[s,i,{s:i,s:i}]", "a", 2, "z", 1, "b", 2));
+	json_object_set_new(ref, "big", json_string(big));
+	assert_false(e->failed);
+	assert_true(rec_serialize_built(&got, e, "statement", 1234567, 42, prev));
+	json_object_set_new(ref, "v", json_integer(REC_FORMAT_VERSION));
+	json_object_set_new(ref, "seq", json_integer(42));
+	json_object_set_new(ref, "ts", json_string("1970-01-01T00:00:01.234567Z"));
+	json_object_set_new(ref, "type", json_string("statement"));
+	json_object_set_new(ref, "prev", json_string(prev));
+	want = json_dumps(ref, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(want);
+	assert_int_equal(got.len, strlen(want));
+	assert_memory_equal(got.p, want, got.len);
+	free(want);
+	free(got.p);
+	json_decref(ref);
+	rec_event_free(e);
+}
+
+/* Built events go through the recorder and verify like any other. */
+static void test_built_events_recorded(void **state)
+{
+	struct rec_config c = {.directory = tmpdir, .queue_size = 8,
+	                       .on_backpressure = REC_BP_BLOCK, .fsync = REC_FSYNC_NEVER};
+	struct recorder *r;
+	struct scan s;
+
+	(void)state;
+	r = start(&c);
+	for (int i = 0; i < 100; i++) {
+		struct rec_event *e = rec_event_new();
+
+		assert_non_null(e);
+		rec_event_int(e, "i", i);
+		rec_event_str(e, "text", "SELECT 1");
+		while (recorder_emit_event(r, "ev", e) == REC_FULL)
+			usleep(1000);
+	}
+	recorder_stop(r);
+	check_dir(NULL, &s);
+	assert_int_equal(s.user_events, 100);
+	scan_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +608,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_directory_is_a_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hmac_chain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crash_repair, setup, teardown),
+	    cmocka_unit_test(test_serializer_matches_jansson),
+	    cmocka_unit_test(test_built_event_matches_jansson),
+	    cmocka_unit_test_setup_teardown(test_built_events_recorded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
