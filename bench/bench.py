@@ -496,7 +496,24 @@ def main():
                          "(recording: statements, results: summary) instead of judging rules")
     ap.add_argument("--login-workers", type=int, default=4,
                     help="concurrent login workers (processes) for --logins (default 4)")
+    # issue-10 target modes (bench/issue10.py; doc/benchmarks.md "Issue 10: targets")
+    ap.add_argument("--governance", action="store_true",
+                    help="governance on: PgBouncer vs pgvigil with OIDC token logins, 5 rules, 2 masked columns "
+                         "and statement recording, all scenarios plus select-masked (target TPS >= 0.85x)")
+    ap.add_argument("--gov-stages", action="store_true",
+                    help="with --governance: also one pgvigil per governance stage alone (oidc, rules, masks, "
+                         "recording) and one without governance, to attribute the cost")
+    ap.add_argument("--idle-clients", type=int, default=0, metavar="N",
+                    help="hold N mostly-idle clients open through each pooler while a light pgbench load runs; "
+                         "errors and pooler RSS per client")
+    ap.add_argument("--idle-rate", type=int, default=2000,
+                    help="pgbench -R (TPS) of the light load of --idle-clients (default 2000)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="strace -c and perf profile of each pooler during select-only runs (per transaction)")
     args = ap.parse_args()
+    if args.governance or args.idle_clients or args.syscalls:
+        import issue10
+        return issue10.main(ap, args)
 
     if args.record:
         args.rules = True  # same three slots and report; only the governance file differs
@@ -851,11 +868,15 @@ def render_rules(args, scen, opts_of, results, idle_rss, info):
          "| | |\n|---|---|"]
     L += [f"| {k} | {v} |" for k, v in info]
     L.append("")
+    governed = ("`governance_file` with only a `recording:` section (below): every statement and its "
+                "result summary is recorded (two events per transaction, hash-chained, written by the "
+                "recorder thread)" if args.record else
+                "`governance_file` with 5 deny rules that do not match pgbench's SELECT, so every statement "
+                "is parsed (or found in the cache), checked against all 5 rules and allowed")
     L.append("Median over rounds. pgvigil = no `governance_file` (no hook on the packet path); "
-             "pgvigil-rules = `governance_file` with 5 deny rules that do not match pgbench's SELECT, so "
-             "every statement is parsed (or found in the cache), checked against all 5 rules and allowed. "
+             f"pgvigil-rules = {governed}. "
              "Ratios are pgvigil-rules / pgvigil: TPS ratio ≥ 0.9 is the target; CPU ratio is the pooler's "
-             "CPU µs/xact with rules over without. PgBouncer for reference.\n")
+             "CPU µs/xact (all its threads) governed over not. PgBouncer for reference.\n")
     L.append("| scenario | classification | pgbouncer TPS | pgvigil TPS | pgvigil-rules TPS | **TPS ratio** "
              "| pgbouncer CPU µs/xact | pgvigil CPU µs/xact | pgvigil-rules CPU µs/xact | **CPU ratio** |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

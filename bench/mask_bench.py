@@ -179,6 +179,9 @@ def run(r, args):
     for s in slots:
         lines.append(f"| {s} | {med[s][0]:.3f} | {med[s][1]:.2f} | "
                      f"{(med[s][0] / base) if base else float('nan'):.2f} |")
+    if med["pgbouncer"][0]:
+        lines.append(f"\nPass-through (issue 10: pgvigil <= PgBouncer): pgvigil / pgbouncer pooler CPU = "
+                     f"**{med['pgvigil'][0] / med['pgbouncer'][0]:.2f}**.")
     lines.append("\nTargets: pgvigil-masked <= 1.3x pgvigil (2 of 10 columns masked); pgvigil-masks "
                  "(masks configured, result without masked columns) ~1.0x.\n")
     lines.append("Per round, pooler CPU s: " + "; ".join(
