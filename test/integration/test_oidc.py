@@ -385,12 +385,16 @@ def test_jwks_uri_and_rotation(pooler, idp):
     # the old key is gone with the new set
     assert refusal(p, "plainuser", remote_token(idp)) == "unknown signing key"
     # unknown kids cannot drive fetches: a burst asks for at most one more
+    # (one per unknown_kid_refresh_min_interval = 1 s: on a loaded machine the burst
+    # itself may take longer than that, which allows one more per second it took)
     time.sleep(1.2)
     before = idp.hits["jwks"]
+    t0 = time.monotonic()
     for i in range(8):
         refusal(p, "plainuser", remote_token(idp, kid=f"bogus{i}"))
+    allowed = 1 + int(time.monotonic() - t0)
     time.sleep(0.5)
-    assert idp.hits["jwks"] - before <= 1, idp.hits
+    assert idp.hits["jwks"] - before <= min(allowed, 4), (idp.hits, allowed)
 
 
 def test_grace_period(pooler, idp):
