@@ -550,6 +550,12 @@ def main():
     log(f"scenarios: {', '.join(scen)}; estimated runtime ~{estimate // 60} min {estimate % 60} s "
         f"(hard limit {limit} s)")
 
+    return run_bounded(args, limit, lambda r: bench(r, args, scen, bins, per_run))
+
+
+def run_bounded(args, limit, fn):
+    """fn(runner) -> rc, with a hard time limit and signals turned into a clean stop;
+    everything fn started is stopped and its temporary directory removed afterwards."""
     r = Runner(args)
 
     def on_signal(signum, frame):
@@ -563,7 +569,7 @@ def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(limit)
     try:
-        rc = bench(r, args, scen, bins, per_run)
+        rc = fn(r)
     except (Fatal, Timeout) as e:
         log(f"ERROR: {e}")
         rc = 2
@@ -586,29 +592,7 @@ def main_logins(ap, args):
         if not os.access(os.path.join(args.pgbin, tool), os.X_OK):
             ap.error(f"{args.pgbin}/{tool} not found (install postgresql-15)")
     limit = args.max_runtime or 600 + args.rounds * 4 * (args.logins // 20 + 30)
-    r = Runner(args)
-
-    def on_signal(signum, frame):
-        raise Fatal(f"interrupted by signal {signum}")
-
-    def on_alarm(signum, frame):
-        raise Timeout(f"--max-runtime {limit} s exceeded")
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(limit)
-    try:
-        rc = bench_logins(r, args, bins)
-    except (Fatal, Timeout) as e:
-        log(f"ERROR: {e}")
-        rc = 2
-    finally:
-        signal.alarm(0)
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        r.cleanup()
-    return rc
+    return run_bounded(args, limit, lambda r: bench_logins(r, args, bins))
 
 
 def bench(r, args, scen, bins, per_run):
@@ -803,6 +787,22 @@ log_min_messages = warning
     return 1 if failed else 0
 
 
+def render_rounds(L, args, scen, slots, results):
+    """Append how busy the machine was and the per-round table (TPS, CPU µs/xact, other load)."""
+    fmax = max((x["foreign"] for s in scen for slot in slots for x in results[s][slot] if x), default=0)
+    L.append(f"CPU used by processes outside the benchmark during the runs: at most {fmax:.0f}% of one core"
+             + (" — **the machine was not idle; treat small differences as noise**.\n" if fmax > 10 else ".\n"))
+    L.append("<details><summary>per-round TPS (CPU µs/xact) [other load, % of one core]</summary>\n")
+    L.append("| scenario | pooler | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |")
+    L.append("|---|---|" + "---:|" * args.rounds)
+    for s in scen:
+        for slot in slots:
+            cells = [f"{x['tps']:,.0f} ({x['cpu_us']:.1f}) [{x['foreign']:.0f}%]" if x else "failed"
+                     for x in results[s][slot]]
+            L.append(f"| {s} | {slot} | " + " | ".join(cells) + " |")
+    L.append("\n</details>\n")
+
+
 def render(args, scen, opts_of, results, idle_rss, info):
     L = []
     d = dict(info)
@@ -845,18 +845,7 @@ def render(args, scen, opts_of, results, idle_rss, info):
             else:
                 L.append(f"| {slot} | {idle_rss[slot] or 'failed'} | failed | failed |")
         L.append("")
-    fmax = max((x["foreign"] for s in scen for slot in SLOTS for x in results[s][slot] if x), default=0)
-    L.append(f"CPU used by processes outside the benchmark during the runs: at most {fmax:.0f}% of one core"
-             + (" — **the machine was not idle; treat small differences as noise**.\n" if fmax > 10 else ".\n"))
-    L.append("<details><summary>per-round TPS (CPU µs/xact) [other load, % of one core]</summary>\n")
-    L.append("| scenario | pooler | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |")
-    L.append("|---|---|" + "---:|" * args.rounds)
-    for s in scen:
-        for slot in SLOTS:
-            cells = [f"{x['tps']:,.0f} ({x['cpu_us']:.1f}) [{x['foreign']:.0f}%]" if x else "failed"
-                     for x in results[s][slot]]
-            L.append(f"| {s} | {slot} | " + " | ".join(cells) + " |")
-    L.append("\n</details>\n")
+    render_rounds(L, args, scen, SLOTS, results)
     return "\n".join(L) + "\n"
 
 
@@ -895,18 +884,7 @@ def render_rules(args, scen, opts_of, results, idle_rss, info):
                  f"| **{fmt_ratio(g[0], v[0])}** | {fmt_num(b[1], 1)} | {fmt_num(v[1], 1)} | {fmt_num(g[1], 1)} "
                  f"| **{fmt_ratio(g[1], v[1])}** |")
     L.append("")
-    fmax = max((x["foreign"] for s in scen for slot in RULE_SLOTS for x in results[s][slot] if x), default=0)
-    L.append(f"CPU used by processes outside the benchmark during the runs: at most {fmax:.0f}% of one core"
-             + (" — **the machine was not idle; treat small differences as noise**.\n" if fmax > 10 else ".\n"))
-    L.append("<details><summary>per-round TPS (CPU µs/xact) [other load, % of one core]</summary>\n")
-    L.append("| scenario | pooler | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |")
-    L.append("|---|---|" + "---:|" * args.rounds)
-    for s in scen:
-        for slot in RULE_SLOTS:
-            cells = [f"{x['tps']:,.0f} ({x['cpu_us']:.1f}) [{x['foreign']:.0f}%]" if x else "failed"
-                     for x in results[s][slot]]
-            L.append(f"| {s} | {slot} | " + " | ".join(cells) + " |")
-    L.append("\n</details>\n")
+    render_rounds(L, args, scen, RULE_SLOTS, results)
     L.append("Governance file used (pgvigil-rules):\n\n```yaml\n"
              + (RECORD_YAML if args.record else RULES_YAML) + "```\n")
     return "\n".join(L) + "\n"

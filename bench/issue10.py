@@ -250,19 +250,8 @@ def pgbench_run(r, args, e, slot, opts, duration, env=None, sample_rss=False):
 def with_limits(args, estimate, fn):
     limit = args.max_runtime or int(estimate) * 2 + 300
     B.log(f"estimated runtime ~{int(estimate) // 60} min {int(estimate) % 60} s (hard limit {limit} s)")
-    r = B.Runner(args)
 
-    def on_signal(signum, frame):
-        raise B.Fatal(f"interrupted by signal {signum}")
-
-    def on_alarm(signum, frame):
-        raise B.Timeout(f"--max-runtime {limit} s exceeded")
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(limit)
-    try:
+    def run(r):
         report, rc = fn(r)
         sys.stdout.write(report)
         sys.stdout.flush()
@@ -270,15 +259,9 @@ def with_limits(args, estimate, fn):
             with open(args.out, "w") as f:
                 f.write(report)
             B.log(f"report written to {args.out}")
-    except (B.Fatal, B.Timeout) as ex:
-        B.log(f"ERROR: {ex}")
-        rc = 2
-    finally:
-        signal.alarm(0)
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        r.cleanup()
-    return rc
+        return rc
+
+    return B.run_bounded(args, limit, run)
 
 
 def check_bins(ap, args, need=("initdb", "postgres", "pgbench", "psql")):
@@ -453,18 +436,7 @@ def render_governance(args, scen, opts_of, results, idle_rss, info, rec_bytes, x
     L.append("Idle RSS KiB: " + ", ".join(f"{sl} {idle_rss[sl]:,}" for sl in slots)
              + f". Recording written by {GOV_SLOT}: {rec_bytes:,} bytes for {xacts_gov:,} measured transactions "
              "(plus warm-up and checks).\n")
-    fmax = max((x["foreign"] for s in scen for slot in slots for x in results[s][slot] if x), default=0)
-    L.append(f"CPU used by processes outside the benchmark during the runs: at most {fmax:.0f}% of one core"
-             + (" — **the machine was not idle; treat small differences as noise**.\n" if fmax > 10 else ".\n"))
-    L.append("<details><summary>per-round TPS (CPU µs/xact) [other load, % of one core]</summary>\n")
-    L.append("| scenario | pooler | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |")
-    L.append("|---|---|" + "---:|" * args.rounds)
-    for s in scen:
-        for slot in slots:
-            cells = [f"{x['tps']:,.0f} ({x['cpu_us']:.1f}) [{x['foreign']:.0f}%]" if x else "failed"
-                     for x in results[s][slot]]
-            L.append(f"| {s} | {slot} | " + " | ".join(cells) + " |")
-    L.append("\n</details>\n")
+    B.render_rounds(L, args, scen, slots, results)
     L.append(f"Governance file of {GOV_SLOT}:\n\n```yaml\n" + governance_yaml_for(GOV_SLOT, ALL_PARTS) + "```\n")
     return "\n".join(L) + "\n"
 
