@@ -47,7 +47,7 @@ MASKS_ELSEWHERE = """masks:
 def ini(slot, port, pgport, tmp):
     gov = {"pgvigil-masks": "masks-elsewhere.yaml", "pgvigil-masked": "masks.yaml"}.get(slot)
     return f"""[databases]
-{B.DB_NAME} = host=127.0.0.1 port={pgport} dbname={B.DB_NAME}
+{B.db_line(pgport, tmp)}
 
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -150,38 +150,80 @@ enum login_phase {
 	LOGIN_DONE,
 };
 
+/*
+ * A remote address as kept per socket: IPv4 or IPv6 as is; for a unix socket
+ * only the family (clients' unix peers are unnamed; a server's full connect
+ * address is in its pv_server_side). sockaddr_storage would cost 100 more
+ * bytes on each of thousands of clients. ss_family aliases the family of
+ * every member, so code written for a sockaddr_storage reads it unchanged.
+ */
+union pv_addr {
+	sa_family_t ss_family;
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+/*
+ * State only a server connection has: allocated together with server sockets
+ * (socket_new(true)), absent (srv == NULL) on clients, which are the many.
+ */
+struct pv_server_side {
+	enum server_task task;
+	bool task_failed;
+	int host_index;
+	usec_t idle_since; /* last release or ReadyForQuery: idle / idle-in-transaction age */
+	struct scram_client *scram_cl;
+	struct dns_req *dns;
+	char *tls_host;		   /* the host name verify-full checks */
+	struct pv_buf task_err;	   /* error text while running a task */
+	struct pv_buf repl_params; /* its own login's ParameterStatus (replication client welcome) */
+	socklen_t addr_len;	   /* the address connected to (cancel requests reuse it) */
+	struct sockaddr_storage addr;
+};
+
+/*
+ * A client or server connection. Kept small: with thousands of mostly idle
+ * clients this struct is most of the pooler's memory. Server-only state is in
+ * srv, the read event sits in the same allocation (socket_new), the write
+ * event is created the first time the socket's output backs up (sbuf.c), and
+ * the local address is asked from the kernel when shown.
+ */
 struct pv_socket {
+	/*
+	 * Member order packs the small fields together: with thousands of idle
+	 * clients every padding hole costs, so keep like-sized members adjacent.
+	 */
 	struct list_head node; /* state list */
 	enum sock_state state;
-	bool is_server;
+	int fd;
 	uint64_t id;
 	struct pv_pool *pool;
 	struct pv_socket *link;
 
-	int fd;
-	struct event *ev_read;
-	struct event *ev_write;
-	bool read_paused;  /* not processing input: waiting for a server, a task... */
-	bool bp_paused;	   /* back-pressure: the linked socket's output is full */
-	bool connecting;   /* non-blocking connect in progress */
-	bool closing;	   /* closed; memory freed at end of loop iteration */
+	struct event *ev_read;	/* in this socket's allocation; NULL until attached */
+	struct event *ev_write; /* NULL until first needed */
+	struct pv_server_side *srv; /* servers only (same allocation); NULL on clients */
 	/* TLS (tls.c; sbuf.c drives it): NULL on plain sockets. */
 	struct ssl_st *tls;
+	bool is_server;
+	bool read_paused; /* not processing input: waiting for a server, a task... */
+	bool bp_paused;	  /* back-pressure: the linked socket's output is full */
+	bool connecting;  /* non-blocking connect in progress */
+	bool closing;	  /* closed; memory freed at end of loop iteration */
+	bool is_unix;
+	bool pass_drop;		   /* the streamed remainder (pass_remain) is discarded */
 	uint8_t tls_state;	   /* enum tls_sock_state (tls.h) */
 	bool tls_direct;	   /* client: TLS from the first byte (no SSLRequest) */
 	bool tls_read_wants_write; /* SSL_read needs the socket writable first */
 	bool tls_write_wants_read; /* SSL_write needs the socket readable first */
 	bool tls_broken;	   /* fatal TLS error: no close_notify, no more I/O */
-	char *tls_host;		   /* server: the host name verify-full checks */
+	union pv_addr remote;
 	struct pv_buf in;  /* bytes read, not yet processed */
 	struct pv_buf out; /* bytes to write */
-	/* Bytes of a large message being streamed straight to link without parsing. */
+	/* Bytes of a large message being streamed straight to link without parsing (or dropped). */
 	uint64_t pass_remain;
-	bool pass_drop; /* ... or discarded */
 
-	struct sockaddr_storage remote;
-	struct sockaddr_storage local;
-	bool is_unix;
 	int peer_pid; /* unix peer */
 	int peer_uid;
 
@@ -196,17 +238,23 @@ struct pv_socket {
 
 	/* client side */
 	enum login_phase login_phase;
-	char *startup_user;
-	char *startup_db;
-	char *app_name;
 	bool wants_admin;
 	bool admin_user;
 	bool stats_user;
-	struct scram_server *scram; /* during SCRAM login */
-	uint8_t md5_salt[4];
 	bool auth_cleartext; /* sent AuthenticationCleartextPassword */
-	bool mock_auth;
-	bool auth_oidc;		      /* the password asked for is an OIDC token (oidc.c) */
+	bool auth_oidc;	     /* the password asked for is an OIDC token (oidc.c) */
+	bool aq_done;	     /* auth_query.c: queried for this login: use the cached credentials */
+	uint8_t md5_salt[4];
+	/* server side (the rest is in srv) */
+	bool in_extended; /* extended-protocol messages sent since the last Sync */
+	char tx_status;	  /* last ReadyForQuery status: 'I', 'T', 'E' */
+
+	/* client side */
+	/* Interned (pv_strintern): thousands of clients share a few names. */
+	const char *startup_user;
+	const char *startup_db;
+	const char *app_name;
+	struct scram_server *scram;   /* during SCRAM login */
 	struct pv_identity *identity; /* after a token login: who the token names */
 	uint64_t stmt_count;	      /* requests started (SHOW SESSIONS) */
 	uint64_t denials;	      /* statements denied by a rule (rules.c) */
@@ -216,36 +264,25 @@ struct pv_socket {
 	struct rec_client *rec;		   /* record_events.c: session id, statements in flight */
 	/* auth_query.c: while the query runs, the client waits in the auth pool */
 	struct pv_pool *aq_home_pool; /* its own pool; non-NULL while parked */
-	bool aq_done;		      /* queried for this login: use the cached credentials */
-	int aq_rows;		      /* DataRows seen; -1 = malformed result */
 	struct pv_socket *cancel_target; /* CancelRequest: the server to cancel */
+	int aq_rows;			 /* auth_query.c: DataRows seen; -1 = malformed result */
 
 	/* server side */
-	enum server_task task;
-	int expect_rfq;	  /* ReadyForQuery messages still owed (Query/Sync/FunctionCall sent) */
-	bool in_extended; /* extended-protocol messages sent since the last Sync */
-	char tx_status;	  /* last ReadyForQuery status: 'I', 'T', 'E' */
+	int expect_rfq; /* ReadyForQuery messages still owed (Query/Sync/FunctionCall sent) */
 	bool close_needed;
-	bool task_failed;
-	struct scram_client *scram_cl;
-	struct dns_req *dns;
-	int host_index;
-	usec_t idle_since; /* last release or ReadyForQuery: idle / idle-in-transaction age */
 	bool copy_in;
 	bool wait_notified; /* client got the query_wait_notify NOTICE */
-	bool suspended; /* admin SUSPEND stopped reading it (admin.c resumes it) */
-	struct pv_buf task_err; /* error text while running a task */
+	bool suspended;	    /* admin SUSPEND stopped reading it (admin.c resumes it) */
 
 	/* prepared.c: client name map; server statement set and request pipeline */
+	bool ps_track;
 	struct ps_client *ps_client;
 	struct ps_server *ps_server;
-	bool ps_track;
 
 	/* replication.c: a replication client and its dedicated server share the kind */
 	enum repl_kind replication;
 	char *repl_value;	   /* client: the "replication" startup value, sent verbatim */
 	char *repl_options;	   /* client: the "options" startup value, sent verbatim */
-	struct pv_buf repl_params; /* server: its own login's ParameterStatus (client welcome) */
 	/* peer.c: a CancelRequest forwarded to another process of a [peers] set-up */
 	struct peer_pool *peer;
 };
@@ -305,6 +342,12 @@ void database_free(struct pv_database *db);
 void databases_sync_with_config(void);
 
 struct pv_socket *socket_new(bool is_server);
+/* Bytes socket_new allocates for a client / server socket (SHOW MEM). */
+size_t socket_alloc_size(bool is_server);
+/* Memory for s's read event, inside s's allocation (sbuf.c assigns it). */
+struct event *socket_event_mem(struct pv_socket *s);
+/* Record where s is connected to (servers: the full address too, for cancel requests). */
+void socket_set_remote(struct pv_socket *s, const struct sockaddr *sa, socklen_t len);
 void socket_set_state(struct pv_socket *s, enum sock_state st);
 void socket_free_justfree(void);
 const char *socket_state_name(const struct pv_socket *s);

@@ -16,9 +16,27 @@
 
 #define VAR_MAX 16 /* 5 fixed + extras */
 
+/*
+ * A socket's tracked values. Thousands of idle clients mostly carry the same
+ * handful of values, so the values live in one shared, reference-counted,
+ * immutable set (interned by content, see varcache.c) and a socket holds just
+ * a pointer to it: 8 bytes per socket instead of a private copy of every
+ * string. NULL means "no value known" for every parameter.
+ */
+struct varset;
 struct varcache {
-	char *values[VAR_MAX]; /* malloc'd or NULL (unknown) */
+	struct varset *set;
 };
+
+/*
+ * Interned strings: one reference-counted copy per distinct text, shared by
+ * every holder (varcache values, client startup user/database names...).
+ * pv_strintern returns the shared copy with one more reference (NULL on OOM
+ * or for a NULL argument); pv_strrelease drops one (NULL is a no-op). The
+ * result must never be written to or passed to free().
+ */
+const char *pv_strintern(const char *s);
+void pv_strrelease(const char *s);
 
 /* (Re)build the list of tracked names from track_extra_parameters. */
 void varcache_setup(const char *track_extra_parameters);
@@ -29,10 +47,13 @@ int varcache_index(const char *name);
 
 /* Set a value by name; returns false if the name is not tracked or on OOM. */
 bool varcache_set(struct varcache *vc, const char *name, const char *value);
-void varcache_set_at(struct varcache *vc, int i, const char *value);
+/* Set value i (NULL = unknown); false on OOM (the old value stays). */
+bool varcache_set_at(struct varcache *vc, int i, const char *value);
 const char *varcache_get(const struct varcache *vc, int i);
 void varcache_clear(struct varcache *vc);
 void varcache_copy(struct varcache *dst, const struct varcache *src);
+/* Take defaults' value wherever vc has none; false on OOM (vc unchanged). */
+bool varcache_fill_missing(struct varcache *vc, const struct varcache *defaults);
 
 /*
  * Append to sql the SET statements needed to make server match client.

@@ -157,7 +157,7 @@ static void res_time(struct admin_res *r, usec_t t)
 }
 
 /* Address text and port of a socket address; unix sockets show "unix" and listen_port. */
-static void format_addr(const struct sockaddr_storage *ss, bool is_unix, char *buf, size_t len,
+static void format_addr(const union pv_addr *ss, bool is_unix, char *buf, size_t len,
                         int *port)
 {
 	*port = 0;
@@ -176,13 +176,37 @@ static void format_addr(const struct sockaddr_storage *ss, bool is_unix, char *b
 	}
 }
 
-static void res_addr(struct admin_res *r, const struct sockaddr_storage *ss, bool is_unix)
+static void res_addr(struct admin_res *r, const union pv_addr *ss, bool is_unix)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 	int port;
 	format_addr(ss, is_unix, buf, sizeof(buf), &port);
 	res_text(r, buf[0] ? buf : NULL);
 	res_int(r, port);
+}
+
+/* The address getsockname gives fd (family 0 when it fails), as format_addr reads it. */
+static union pv_addr local_addr_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	union pv_addr local;
+
+	memset(&local, 0, sizeof(local));
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+			memcpy(&local, &ss, len < sizeof(local) ? len : sizeof(local));
+		else
+			local.ss_family = ss.ss_family;
+	}
+	return local;
+}
+
+/* The local address is not kept per socket (memory): the kernel knows it while the fd is open. */
+static void res_local_addr(struct admin_res *r, const struct pv_socket *s)
+{
+	union pv_addr local = local_addr_of(s->fd);
+	res_addr(r, &local, s->is_unix);
 }
 
 static const char *var_value(const struct pv_socket *s, const char *name)
@@ -376,7 +400,7 @@ static void socket_columns(struct admin_res *r, const struct pv_socket *s, bool 
 	res_text(r, repl_kind_name(s->replication));
 	res_text(r, list_names ? socket_list_name(s) : socket_state_name(s));
 	res_addr(r, &s->remote, s->is_unix);
-	res_addr(r, &s->local, s->is_unix);
+	res_local_addr(r, s);
 	res_time(r, s->connect_time);
 	res_time(r, s->request_time ? s->request_time : s->connect_time);
 	res_int(r, wait / USEC_PER_SEC);
@@ -900,9 +924,9 @@ static void show_mem(struct admin_res *r)
 	n = list_count(&G.pools);
 	mem_row(r, "pool_cache", sizeof(struct pv_pool), n, n * sizeof(struct pv_pool));
 	n = (size_t)sc.servers;
-	mem_row(r, "server_cache", sizeof(struct pv_socket), n, n * sizeof(struct pv_socket));
+	mem_row(r, "server_cache", socket_alloc_size(true), n, n * socket_alloc_size(true));
 	n = (size_t)sc.clients;
-	mem_row(r, "client_cache", sizeof(struct pv_socket), n, n * sizeof(struct pv_socket));
+	mem_row(r, "client_cache", socket_alloc_size(false), n, n * socket_alloc_size(false));
 	mem_row(r, "iobuf_cache", (size_t)G.cf->pkt_buf, sc.buffers, sc.buffer_bytes);
 }
 
@@ -924,9 +948,8 @@ static void fd_listener_rows(struct admin_res *r)
 	int fd;
 	bool is_unix;
 	for (int i = 0; listeners_fd_at(i, &fd, &is_unix); i++) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		union pv_addr ss = local_addr_of(fd);
+		if (!ss.ss_family)
 			continue;
 		res_row_begin(r);
 		res_int(r, fd);

@@ -250,9 +250,9 @@ bool auth_query_link(struct pv_socket *c, struct pv_socket *s)
 	struct pv_buf out;
 	bool ok;
 
-	s->task = TASK_AUTH_QUERY;
-	s->task_failed = false;
-	buf_reset(&s->task_err);
+	s->srv->task = TASK_AUTH_QUERY;
+	s->srv->task_failed = false;
+	buf_reset(&s->srv->task_err);
 	buf_init(&out);
 	ok = build_query(&out, auth_query_of(c->aq_home_pool->db), c->startup_user) &&
 	     sbuf_queue(s, out.data, out.len);
@@ -331,8 +331,8 @@ static enum pkt_action finish(struct pv_socket *s, const struct pkt *p)
 
 	if (!server_take_ready(s, p))
 		return PKT_STOP;
-	s->task = TASK_NONE;
-	ok = !s->task_failed && s->tx_status == 'I';
+	s->srv->task = TASK_NONE;
+	ok = !s->srv->task_failed && s->tx_status == 'I';
 	if (c)
 		restore_client(c, s);
 	if (ok)
@@ -349,7 +349,7 @@ static void note_error(struct pv_socket *s, const struct pkt *p)
 	struct error_fields ef;
 	if (proto_parse_error(pkt_body(p), pkt_body_len(p), &ef) && ef.message)
 		slog_warning(s, "auth_query failed: %s", ef.message);
-	s->task_failed = true;
+	s->srv->task_failed = true;
 }
 
 enum pkt_action auth_query_server_pkt(struct pv_socket *s, struct pkt *p)
@@ -358,7 +358,7 @@ enum pkt_action auth_query_server_pkt(struct pv_socket *s, struct pkt *p)
 
 	if (p->len > AQ_MAX_REPLY) {
 		slog_warning(s, "auth_query reply too large");
-		s->task_failed = true;
+		s->srv->task_failed = true;
 		return PKT_DROP;
 	}
 	if (!pkt_complete(p))
@@ -383,7 +383,7 @@ enum pkt_action auth_query_server_pkt(struct pv_socket *s, struct pkt *p)
 		return finish(s, p);
 	default:
 		slog_warning(s, "auth_query: unexpected message '%c'", p->type);
-		s->task_failed = true;
+		s->srv->task_failed = true;
 		return PKT_CONSUMED;
 	}
 }

@@ -37,16 +37,19 @@ struct pv_hooks pv_hooks;
 void client_accept(int fd, bool is_unix)
 {
 	struct pv_socket *c = socket_new(false);
-	socklen_t len = sizeof(c ? c->remote : (struct sockaddr_storage){0});
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
 
 	if (!c) {
 		close(fd);
 		return;
 	}
 	c->is_unix = is_unix;
-	getpeername(fd, (struct sockaddr *)&c->remote, &len);
-	len = sizeof(c->local);
-	getsockname(fd, (struct sockaddr *)&c->local, &len);
+	/* The local address is not kept: SHOW asks the kernel (getsockname) when needed. */
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0)
+		socket_set_remote(c, (const struct sockaddr *)&peer, len);
+	else if (is_unix)
+		c->remote.ss_family = AF_UNIX;
 	if (is_unix) {
 		struct ucred cred;
 		socklen_t clen = sizeof(cred);
@@ -170,7 +173,7 @@ static enum pkt_action handle_cancel(struct pv_socket *c, struct pkt *p)
 		return PKT_STOP;
 	}
 	server = target->link;
-	if (!server || server->state != SV_ACTIVE || server->task != TASK_NONE) {
+	if (!server || server->state != SV_ACTIVE || server->srv->task != TASK_NONE) {
 		/* Nothing runs for it on a server: nothing to cancel. */
 		slog_info(target, "cancel request for idle client");
 		client_close(c, "cancel request for idle client");
@@ -300,11 +303,11 @@ static bool take_param(struct pv_socket *c, const char *key, const char *val, co
 		       int *n_unsup)
 {
 	if (strcmp(key, "user") == 0) {
-		free(c->startup_user);
-		c->startup_user = strdup(val);
+		pv_strrelease(c->startup_user);
+		c->startup_user = pv_strintern(val);
 	} else if (strcmp(key, "database") == 0) {
-		free(c->startup_db);
-		c->startup_db = strdup(val);
+		pv_strrelease(c->startup_db);
+		c->startup_db = pv_strintern(val);
 	} else if (strcmp(key, "options") == 0) {
 		/* Applied after all parameters: replication connections send it verbatim. */
 		free(c->repl_options);
@@ -317,8 +320,8 @@ static bool take_param(struct pv_socket *c, const char *key, const char *val, co
 		if (strcasecmp(key, "application_name") == 0) {
 			if (G.cf->application_name_add_host)
 				val = with_host = app_name_with_host(c, val);
-			free(c->app_name);
-			c->app_name = val ? strdup(val) : NULL;
+			pv_strrelease(c->app_name);
+			c->app_name = pv_strintern(val);
 		}
 		if (val)
 			varcache_set(&c->vars, key, val);
@@ -467,8 +470,8 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 		return PKT_STOP;
 	}
 	if (!c->startup_db || !*c->startup_db) {
-		free(c->startup_db);
-		c->startup_db = strdup(c->startup_user);
+		pv_strrelease(c->startup_db);
+		c->startup_db = pv_strintern(c->startup_user);
 		if (!c->startup_db) {
 			client_fatal(c, "53200", "out of memory");
 			return PKT_STOP;
@@ -499,7 +502,7 @@ static enum pkt_action handle_startup(struct pv_socket *c, struct pkt *p)
 static bool queue_welcome_params(struct pv_socket *c, struct pv_buf *out)
 {
 	const struct pv_buf *wp =
-	    c->replication && c->link ? &c->link->repl_params : &c->pool->welcome_params;
+	    c->replication && c->link ? &c->link->srv->repl_params : &c->pool->welcome_params;
 	size_t pos = 0;
 	while (pos < wp->len) {
 		struct pkt p;
@@ -530,9 +533,10 @@ bool client_send_welcome(struct pv_socket *c)
 	    c->replication && c->link ? &c->link->vars : &c->pool->server_defaults;
 
 	/* Values the client did not choose are the server defaults: sync them too. */
-	for (int i = 0; i < varcache_count(); i++)
-		if (!varcache_get(&c->vars, i) && varcache_get(defaults, i))
-			varcache_set_at(&c->vars, i, varcache_get(defaults, i));
+	if (!varcache_fill_missing(&c->vars, defaults)) {
+		client_fatal(c, "53200", "out of memory");
+		return false;
+	}
 	if (!random_bytes(c->cancel_key, sizeof(c->cancel_key))) {
 		client_fatal(c, "08P01", "could not generate cancel key");
 		return false;
@@ -641,7 +645,7 @@ static enum pkt_action handle_client_msg(struct pv_socket *c, struct pkt *p)
 	if (!s)
 		return PKT_PAUSE;
 	/* The server still runs the SET that syncs this client's parameters. */
-	if (s->task != TASK_NONE)
+	if (s->srv->task != TASK_NONE)
 		return PKT_PAUSE;
 	/*
 	 * Session pooling keeps its server, so the link-time catalog check of

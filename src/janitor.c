@@ -200,7 +200,7 @@ static void disconnect_pair(struct pv_socket *s, struct pv_socket *c, const char
 static bool idle_in_transaction(const struct pv_socket *s)
 {
 	return (s->tx_status == 'T' || s->tx_status == 'E') && s->expect_rfq == 0 &&
-	       !s->in_extended && !s->copy_in && s->task == TASK_NONE;
+	       !s->in_extended && !s->copy_in && s->srv->task == TASK_NONE;
 }
 
 /* query_timeout, idle_transaction_timeout and transaction_timeout of linked servers. */
@@ -218,7 +218,7 @@ static void check_active_servers(struct pv_pool *pool, const struct pool_timeout
 		if (t->query > 0 && c->query_start && now - c->query_start > t->query)
 			disconnect_pair(s, c, "query timeout");
 		else if (t->idle_tx > 0 && idle_in_transaction(s) &&
-		         now - s->idle_since > t->idle_tx)
+		         now - s->srv->idle_since > t->idle_tx)
 			disconnect_pair(s, c, "idle transaction timeout");
 		else if (t->xact > 0 && c->xact_start && now - c->xact_start > t->xact)
 			disconnect_pair(s, c, "transaction timeout");
@@ -252,7 +252,7 @@ static void check_unused_servers(struct pv_pool *pool, struct list_head *list, b
 	list_for_each_safe(it, tmp, list)
 	{
 		struct pv_socket *s = container_of(it, struct pv_socket, node);
-		usec_t idle = now - s->idle_since;
+		usec_t idle = now - s->srv->idle_since;
 		const char *reason = NULL;
 
 		if (s->close_needed || pool->db->dead)

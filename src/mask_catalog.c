@@ -947,9 +947,9 @@ static void start_query(struct mask_db *m, struct pv_socket *s)
 	bool ok;
 
 	rows_clear(m);
-	s->task = TASK_MASK_CATALOG;
-	s->task_failed = false;
-	buf_reset(&s->task_err);
+	s->srv->task = TASK_MASK_CATALOG;
+	s->srv->task_failed = false;
+	buf_reset(&s->srv->task_err);
 	buf_init(&out);
 	ok = build_query(&out) && sbuf_queue(s, out.data, out.len);
 	buf_free(&out);
@@ -1061,7 +1061,7 @@ static struct pv_socket **collect_waiters(const struct mask_db *m, size_t *n)
 		list_for_each(jt, &pool->active_servers)
 		{
 			struct pv_socket *s = container_of(jt, struct pv_socket, node);
-			if (s->closing || s->task != TASK_MASK_CATALOG || s->id == m->runner_id)
+			if (s->closing || s->srv->task != TASK_MASK_CATALOG || s->id == m->runner_id)
 				continue;
 			if (*n == cap) {
 				struct pv_socket **nv =
@@ -1089,7 +1089,7 @@ static bool runner_alive(const struct mask_db *m)
 		{
 			struct pv_socket *s = container_of(jt, struct pv_socket, node);
 			if (s->id == m->runner_id)
-				return !s->closing && s->task == TASK_MASK_CATALOG;
+				return !s->closing && s->srv->task == TASK_MASK_CATALOG;
 		}
 	}
 	return false;
@@ -1103,7 +1103,7 @@ static void settle_client(struct pv_socket *c, struct pv_socket *s, bool ok)
 {
 	bool healthy = s->tx_status == 'I' && s->expect_rfq == 0 && !s->closing;
 
-	s->task = TASK_NONE;
+	s->srv->task = TASK_NONE;
 	if (ok && c) {
 		if (pool_link_sync_vars(c, s))
 			client_server_ready(c);
@@ -1128,7 +1128,7 @@ static void settle_waiters(struct mask_db *m, bool ok)
 	struct pv_socket **v = collect_waiters(m, &n);
 
 	for (size_t i = 0; i < n; i++)
-		if (!v[i]->closing && v[i]->task == TASK_MASK_CATALOG)
+		if (!v[i]->closing && v[i]->srv->task == TASK_MASK_CATALOG)
 			settle_client(v[i]->link, v[i], ok);
 	free(v);
 }
@@ -1136,10 +1136,10 @@ static void settle_waiters(struct mask_db *m, bool ok)
 static void note_error(struct pv_socket *s, const struct pkt *p)
 {
 	struct error_fields ef;
-	s->task_failed = true;
+	s->srv->task_failed = true;
 	if (proto_parse_error(pkt_body(p), pkt_body_len(p), &ef) && ef.message) {
-		buf_reset(&s->task_err);
-		buf_append(&s->task_err, ef.message, strlen(ef.message) + 1);
+		buf_reset(&s->srv->task_err);
+		buf_append(&s->srv->task_err, ef.message, strlen(ef.message) + 1);
 	}
 }
 
@@ -1154,14 +1154,14 @@ static enum pkt_action finish(struct mask_db *m, struct pv_socket *s, const stru
 		rows_clear(m);
 		return PKT_STOP; /* closed; a waiter takes over at the next tick */
 	}
-	ok = !s->task_failed && !m->rows_bad && s->tx_status == 'I';
+	ok = !s->srv->task_failed && !m->rows_bad && s->tx_status == 'I';
 	/* RELOAD changed the globs while the query ran: run the new one. */
 	if (ok && m->run_gen != policy_gen && column_rules_exist()) {
 		start_query(m, s);
 		return s->closing ? PKT_STOP : PKT_CONSUMED;
 	}
 	if (ok && !(cat = build(m)))
-		buf_append(&s->task_err, "out of memory", 14);
+		buf_append(&s->srv->task_err, "out of memory", 14);
 	rows_clear(m);
 	if (cat) {
 		cat->resolved_at = now_usec();
@@ -1171,7 +1171,7 @@ static enum pkt_action finish(struct mask_db *m, struct pv_socket *s, const stru
 		slog_debug(s, "masking: %zu columns resolved", cat->n);
 	} else {
 		slog_error(s, "masking: column catalog query failed: %s",
-		           s->task_err.len ? (const char *)s->task_err.data : "malformed reply");
+		           s->srv->task_err.len ? (const char *)s->srv->task_err.data : "malformed reply");
 	}
 	settle_client(c, s, cat != NULL);
 	/* Waiters exist only while there was no resolution: they share the outcome. */
@@ -1246,7 +1246,7 @@ bool mask_catalog_link(struct pv_socket *c, struct pv_socket *s)
 	if (m->runner_id) {
 		if (m->cur)
 			return false; /* the previous resolution serves until the new one is in */
-		s->task = TASK_MASK_CATALOG; /* wait for the one in flight */
+		s->srv->task = TASK_MASK_CATALOG; /* wait for the one in flight */
 		return true;
 	}
 	start_query(m, s);

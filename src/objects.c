@@ -13,6 +13,8 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,11 +156,63 @@ void database_free(struct pv_database *db)
 	free(db);
 }
 
+/*
+ * One allocation per socket: the struct, its read event (libevent's size is
+ * only known at run time) and, for servers, the server-only state. Offsets
+ * keep each part aligned for any type.
+ */
+static size_t align_up(size_t n)
+{
+	size_t a = _Alignof(max_align_t);
+	return (n + a - 1) / a * a;
+}
+
+static size_t event_offset(void)
+{
+	return align_up(sizeof(struct pv_socket));
+}
+
+static size_t server_side_offset(void)
+{
+	return align_up(event_offset() + event_get_struct_event_size());
+}
+
+struct event *socket_event_mem(struct pv_socket *s)
+{
+	return (struct event *)(void *)((char *)s + event_offset());
+}
+
+void socket_set_remote(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
+{
+	memset(&s->remote, 0, sizeof(s->remote));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+		memcpy(&s->remote, sa, len < sizeof(s->remote) ? len : sizeof(s->remote));
+	else
+		s->remote.ss_family = sa->sa_family;
+	if (s->srv) {
+		if (len > sizeof(s->srv->addr))
+			len = sizeof(s->srv->addr);
+		memcpy(&s->srv->addr, sa, len);
+		s->srv->addr_len = len;
+	}
+}
+
+size_t socket_alloc_size(bool is_server)
+{
+	return is_server ? server_side_offset() + sizeof(struct pv_server_side)
+			 : event_offset() + event_get_struct_event_size();
+}
+
 struct pv_socket *socket_new(bool is_server)
 {
-	struct pv_socket *s = calloc(1, sizeof(*s));
+	struct pv_socket *s = calloc(1, socket_alloc_size(is_server));
 	if (!s)
 		return NULL;
+	if (is_server) {
+		s->srv = (struct pv_server_side *)(void *)((char *)s + server_side_offset());
+		buf_init(&s->srv->task_err);
+		buf_init(&s->srv->repl_params);
+	}
 	s->is_server = is_server;
 	s->id = ++G.next_socket_id;
 	s->fd = -1;
@@ -166,8 +220,6 @@ struct pv_socket *socket_new(bool is_server)
 	s->connect_time = now_usec();
 	buf_init(&s->in);
 	buf_init(&s->out);
-	buf_init(&s->task_err);
-	buf_init(&s->repl_params);
 	list_init(&s->node);
 	return s;
 }
@@ -222,27 +274,29 @@ static void socket_destroy(struct pv_socket *s)
 	ps_server_free(s);
 	buf_free(&s->in);
 	buf_free(&s->out);
-	buf_free(&s->task_err);
 	varcache_clear(&s->vars);
 	if (s->scram) {
 		scram_server_free(s->scram);
 		free(s->scram);
 	}
-	if (s->scram_cl) {
-		scram_client_free(s->scram_cl);
-		free(s->scram_cl);
+	if (s->srv) {
+		buf_free(&s->srv->task_err);
+		buf_free(&s->srv->repl_params);
+		if (s->srv->scram_cl) {
+			scram_client_free(s->srv->scram_cl);
+			free(s->srv->scram_cl);
+		}
 	}
 	identity_free(s->identity);
 	rules_client_free(s);
 	mask_client_free(s);
 	record_client_free(s);
 	approval_client_gone(s);
-	free(s->startup_user);
-	free(s->startup_db);
-	free(s->app_name);
+	pv_strrelease(s->startup_user);
+	pv_strrelease(s->startup_db);
+	pv_strrelease(s->app_name);
 	free(s->repl_value);
 	free(s->repl_options);
-	buf_free(&s->repl_params);
 	free(s);
 }
 

@@ -120,7 +120,7 @@ bool peer_handle_cancel(struct pv_socket *c, uint8_t key[8])
 
 static bool peer_connect_addr(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
 {
-	memcpy(&s->remote, sa, len);
+	socket_set_remote(s, sa, len);
 	s->is_unix = sa->sa_family == AF_UNIX;
 	if (!sbuf_connect(s, sa, len)) {
 		server_close(s, "cancel connect to peer failed");
@@ -132,7 +132,7 @@ static bool peer_connect_addr(struct pv_socket *s, const struct sockaddr *sa, so
 static void on_peer_dns(void *arg, const char *err, const struct dns_result *res)
 {
 	struct pv_socket *s = arg;
-	s->dns = NULL;
+	s->srv->dns = NULL;
 	if (err || !res || res->count == 0) {
 		server_close(s, "peer DNS lookup failed");
 		return;
@@ -163,8 +163,8 @@ static bool peer_connect(struct pv_socket *s, const struct peer_conf *pc)
 		return peer_connect_addr(s, (struct sockaddr *)&in4, sizeof(in4));
 	if (inet_pton(AF_INET6, pc->host, &in6.sin6_addr) == 1)
 		return peer_connect_addr(s, (struct sockaddr *)&in6, sizeof(in6));
-	s->dns = dns_resolve(G.dns, pc->host, port, on_peer_dns, s);
-	if (!s->dns) {
+	s->srv->dns = dns_resolve(G.dns, pc->host, port, on_peer_dns, s);
+	if (!s->srv->dns) {
 		server_close(s, "peer DNS lookup failed");
 		return false;
 	}
@@ -184,7 +184,7 @@ static void forward_one(struct peer_pool *pp, const struct peer_conf *pc, struct
 	}
 	/* Log lines name the peer where a server names its database. */
 	snprintf(name, sizeof(name), "peer-%d", pp->peer_id);
-	s->startup_db = strdup(name);
+	s->startup_db = pv_strintern(name);
 	s->peer = pp;
 	s->state = SV_CANCEL;
 	list_append(&pp->servers, &s->node);
@@ -278,7 +278,7 @@ bool peer_pool_row_at(size_t index, struct peer_pool_row *row)
 		list_for_each(sit, &pp->servers)
 		{
 			const struct pv_socket *s = container_of(sit, struct pv_socket, node);
-			if (s->connecting || s->dns)
+			if (s->connecting || s->srv->dns)
 				row->sv_login++;
 			else
 				row->sv_active_cancel++;

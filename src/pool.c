@@ -419,7 +419,7 @@ void pool_release_server(struct pv_socket *server)
 	}
 	if (server->bp_paused)
 		sbuf_resume_bp(server);
-	server->idle_since = now_usec();
+	server->srv->idle_since = now_usec();
 	/* server_check_delay = 0: a server coming back from a client is checked before reuse. */
 	if (from_client && G.cf->server_check_delay == 0 && !G.cf->server_check_query_disabled)
 		socket_set_state(server, SV_USED);

@@ -82,7 +82,7 @@ void repl_server_login_done(struct pv_socket *s)
 		return;
 	}
 	socket_set_state(s, SV_ACTIVE);
-	s->idle_since = now_usec();
+	s->srv->idle_since = now_usec();
 	/* On failure the client is closed, and its server with it (pool_unlink). */
 	if (client_send_welcome(c))
 		sbuf_wakeup(c);

@@ -108,23 +108,60 @@ static void update_read_event(struct pv_socket *s)
 }
 
 /*
+ * The write event is created the first time a socket must wait for
+ * writability: most idle clients never do, and an unused event is ~140 bytes
+ * on each of them. Once created it stays until the socket closes.
+ */
+static bool watch_write(struct pv_socket *s)
+{
+	if (!s->ev_write)
+		s->ev_write = event_new(G.base, s->fd, EV_WRITE | EV_PERSIST, on_write, s);
+	return s->ev_write && event_add(s->ev_write, NULL) == 0;
+}
+
+static void unwatch_write(struct pv_socket *s)
+{
+	if (s->ev_write)
+		event_del(s->ev_write);
+}
+
+/* Out of memory for an event: the socket cannot go on. */
+static void close_no_event(struct pv_socket *s)
+{
+	if (s->is_server)
+		server_close(s, "out of memory for an event");
+	else
+		client_close(s, "out of memory for an event");
+}
+
+/*
  * Wait until s can take more output. An SSL_write that must first read (a TLS
  * 1.3 KeyUpdate...) waits for readability instead: EV_WRITE would spin.
+ * false: no memory for the write event (the caller closes s).
  */
-static void arm_write(struct pv_socket *s)
+static bool arm_write(struct pv_socket *s)
 {
-	if (s->tls && s->tls_write_wants_read)
+	if (s->tls && s->tls_write_wants_read) {
 		update_read_event(s);
-	else
-		event_add(s->ev_write, NULL);
+		return true;
+	}
+	return watch_write(s);
+}
+
+/* The read event lives in the socket's own allocation (objects.c): no malloc per socket. */
+static bool attach_read(struct pv_socket *s, int fd)
+{
+	struct event *ev = socket_event_mem(s);
+	s->fd = fd;
+	if (event_assign(ev, G.base, fd, EV_READ | EV_PERSIST, on_read, s) != 0)
+		return false;
+	s->ev_read = ev;
+	return true;
 }
 
 bool sbuf_attach(struct pv_socket *s, int fd)
 {
-	s->fd = fd;
-	s->ev_read = event_new(G.base, fd, EV_READ | EV_PERSIST, on_read, s);
-	s->ev_write = event_new(G.base, fd, EV_WRITE | EV_PERSIST, on_write, s);
-	if (!s->ev_read || !s->ev_write)
+	if (!attach_read(s, fd))
 		return false;
 	s->read_paused = false;
 	update_read_event(s);
@@ -151,8 +188,8 @@ static bool send_or_queue(struct pv_socket *dst, const uint8_t *data, size_t len
 	}
 	if (!buf_append(&dst->out, data, len))
 		return false;
-	if (dst->ev_write && !dst->connecting)
-		arm_write(dst);
+	if (dst->ev_read && !dst->connecting)
+		return arm_write(dst);
 	return true;
 }
 
@@ -225,10 +262,12 @@ struct pv_buf *sbuf_out_begin(struct pv_socket *dst)
  */
 void sbuf_out_commit(struct pv_socket *src, struct pv_socket *dst)
 {
-	if (buf_pending(&dst->out) >= OUT_BATCH_BYTES)
+	if (buf_pending(&dst->out) >= OUT_BATCH_BYTES) {
 		sbuf_flush(dst);
-	else if (dst->ev_write && !dst->connecting)
-		arm_write(dst);
+	} else if (dst->ev_read && !dst->connecting && !arm_write(dst)) {
+		close_no_event(dst);
+		return;
+	}
 	if (buf_pending(&dst->out) > OUT_HIGH_WATER(G.cf) && !src->bp_paused) {
 		src->bp_paused = true;
 		update_read_event(src);
@@ -262,7 +301,8 @@ void sbuf_flush(struct pv_socket *s)
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			arm_write(s);
+			if (!arm_write(s))
+				close_no_event(s);
 			return;
 		}
 		if (n < 0 && errno == EINTR)
@@ -271,7 +311,7 @@ void sbuf_flush(struct pv_socket *s)
 		break;
 	}
 	iobuf_release(&s->out);
-	event_del(s->ev_write);
+	unwatch_write(s);
 }
 
 void sbuf_pause(struct pv_socket *s)
@@ -369,7 +409,7 @@ void sbuf_close(struct pv_socket *s)
 	s->closing = true;
 	deferred_forget(s);
 	if (s->ev_read) {
-		event_free(s->ev_read);
+		event_del(s->ev_read); /* embedded (objects.c): nothing to free */
 		s->ev_read = NULL;
 	}
 	if (s->ev_write) {
@@ -398,14 +438,15 @@ bool sbuf_connect(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
 		errno = err;
 		return false;
 	}
-	s->fd = fd;
-	s->ev_read = event_new(G.base, fd, EV_READ | EV_PERSIST, on_read, s);
-	s->ev_write = event_new(G.base, fd, EV_WRITE | EV_PERSIST, on_write, s);
-	if (!s->ev_read || !s->ev_write)
-		return false;
 	/* Writability tells us the connect finished (or failed). */
+	if (!attach_read(s, fd) || !watch_write(s)) {
+		s->fd = -1;
+		s->ev_read = NULL;
+		close(fd);
+		errno = ENOMEM;
+		return false;
+	}
 	s->connecting = true;
-	event_add(s->ev_write, NULL);
 	return true;
 }
 
@@ -427,11 +468,12 @@ static void tls_step(struct pv_socket *s)
 
 	switch (tls_handshake(s, err, sizeof(err))) {
 	case TLS_HS_WANT_READ:
-		event_del(s->ev_write);
+		unwatch_write(s);
 		event_add(s->ev_read, NULL);
 		return;
 	case TLS_HS_WANT_WRITE:
-		event_add(s->ev_write, NULL);
+		if (!watch_write(s))
+			tls_failed(s, "out of memory for an event");
 		return;
 	case TLS_HS_FAILED:
 		tls_failed(s, err);
@@ -439,7 +481,7 @@ static void tls_step(struct pv_socket *s)
 	case TLS_HS_DONE:
 		break;
 	}
-	event_del(s->ev_write);
+	unwatch_write(s);
 	update_read_event(s);
 	if (s->is_server)
 		server_tls_ready(s);
@@ -575,7 +617,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 		int err = 0;
 		socklen_t elen = sizeof(err);
 		s->connecting = false;
-		event_del(s->ev_write);
+		unwatch_write(s);
 		update_read_event(s);
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			err = errno;
@@ -626,8 +668,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (n < 0) {
-		if (s->tls_read_wants_write)
-			event_add(s->ev_write, NULL);
+		/* Nothing came (spurious wake-up): an idle socket keeps no buffer. */
+		if (buf_pending(&s->in) == 0)
+			iobuf_release(&s->in);
+		if (s->tls_read_wants_write && !watch_write(s))
+			close_no_event(s);
 		return;
 	}
 	s->in.len += (size_t)n;

@@ -61,7 +61,7 @@ static void connect_failed(struct pv_socket *s, const char *why)
 {
 	const struct db_conf *dc = s->pool->db->conf;
 	/* load_balance_hosts=disable sticks to one host until connecting to it fails. */
-	if (dc && dc->load_balance_hosts == LB_DISABLE && s->pool->host_rr == s->host_index)
+	if (dc && dc->load_balance_hosts == LB_DISABLE && s->pool->host_rr == s->srv->host_index)
 		s->pool->host_rr++;
 	slog_warning(s, "%s", why);
 	if (s->state == SV_LOGIN) {
@@ -74,7 +74,7 @@ static void connect_failed(struct pv_socket *s, const char *why)
 
 static bool connect_sockaddr(struct pv_socket *s, const struct sockaddr *sa, socklen_t len)
 {
-	memcpy(&s->remote, sa, len);
+	socket_set_remote(s, sa, len);
 	if (!sbuf_connect(s, sa, len)) {
 		char why[128];
 		snprintf(why, sizeof(why), "connect failed: %s", strerror(errno));
@@ -89,7 +89,7 @@ static bool connect_sockaddr(struct pv_socket *s, const struct sockaddr *sa, soc
 static void on_dns(void *arg, const char *err, const struct dns_result *res)
 {
 	struct pv_socket *s = arg;
-	s->dns = NULL;
+	s->srv->dns = NULL;
 	if (err || !res || res->count == 0) {
 		connect_failed(s, "server DNS lookup failed");
 		return;
@@ -122,7 +122,7 @@ static bool start_connect(struct pv_socket *s)
 	int port = db_port(s->pool);
 	const struct db_conf *dc = s->pool->db->conf;
 
-	s->host_index = s->pool->host_rr;
+	s->srv->host_index = s->pool->host_rr;
 	if (!dc || dc->load_balance_hosts != LB_DISABLE)
 		s->pool->host_rr++;
 	if (!host)
@@ -131,10 +131,10 @@ static bool start_connect(struct pv_socket *s)
 	if (host[0] == '/' || host[0] == '@')
 		return connect_unix(s, host, port);
 	/* verify-full checks the server certificate against the name we connect to. */
-	free(s->tls_host);
-	s->tls_host = strdup(host);
-	s->dns = dns_resolve(G.dns, host, port, on_dns, s);
-	if (!s->dns) {
+	free(s->srv->tls_host);
+	s->srv->tls_host = strdup(host);
+	s->srv->dns = dns_resolve(G.dns, host, port, on_dns, s);
+	if (!s->srv->dns) {
 		connect_failed(s, "server DNS lookup failed");
 		return false;
 	}
@@ -177,7 +177,6 @@ bool server_launch_replication(struct pv_socket *client)
 bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target)
 {
 	struct pv_socket *s = socket_new(true);
-	socklen_t len;
 	if (!s)
 		return false;
 	s->pool = target->pool;
@@ -186,12 +185,10 @@ bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target)
 	memcpy(s->cancel_key, target->cancel_key, sizeof(s->cancel_key));
 	requester->cancel_target = s;
 	socket_set_state(s, SV_CANCEL);
-	len = target->remote.ss_family == AF_UNIX	? sizeof(struct sockaddr_un)
-	      : target->remote.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						      : sizeof(struct sockaddr_in);
-	memcpy(&s->remote, &target->remote, sizeof(s->remote));
+	/* The same address the target server connection was made to. */
+	socket_set_remote(s, (const struct sockaddr *)&target->srv->addr, target->srv->addr_len);
 	s->is_unix = target->is_unix;
-	if (!sbuf_connect(s, (struct sockaddr *)&s->remote, len)) {
+	if (!sbuf_connect(s, (const struct sockaddr *)&s->srv->addr, s->srv->addr_len)) {
 		server_close(s, "cancel connect failed");
 		return false;
 	}
@@ -200,17 +197,18 @@ bool server_launch_cancel(struct pv_socket *requester, struct pv_socket *target)
 
 static void log_new_connection(struct pv_socket *s)
 {
-	socklen_t len = sizeof(s->local);
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
 	char addr[INET6_ADDRSTRLEN] = "unix";
 	int port = 0;
 
-	if (getsockname(s->fd, (struct sockaddr *)&s->local, &len) == 0) {
-		if (s->local.ss_family == AF_INET) {
-			const struct sockaddr_in *in = (const void *)&s->local;
+	if (getsockname(s->fd, (struct sockaddr *)&local, &len) == 0) {
+		if (local.ss_family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)&local;
 			inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
 			port = ntohs(in->sin_port);
-		} else if (s->local.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *in6 = (const void *)&s->local;
+		} else if (local.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *in6 = (const void *)&local;
 			inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
 			port = ntohs(in6->sin6_port);
 		}
@@ -382,23 +380,23 @@ static bool sasl_start(struct pv_socket *s, struct pkt_reader *r)
 			found = true;
 	if (!found)
 		return login_fail(s, "server login failed: no supported SASL mechanism");
-	s->scram_cl = calloc(1, sizeof(*s->scram_cl));
-	if (!s->scram_cl)
+	s->srv->scram_cl = calloc(1, sizeof(*s->srv->scram_cl));
+	if (!s->srv->scram_cl)
 		return login_fail(s, "out of memory");
 	if (secret && secret_kind_of(secret) != SECRET_SCRAM) {
 		if (secret_kind_of(secret) == SECRET_MD5)
 			return login_fail(s, "server login failed: wrong password type");
-		if (!scram_client_init_password(s->scram_cl, secret))
+		if (!scram_client_init_password(s->srv->scram_cl, secret))
 			return login_fail(s, "out of memory");
 	} else if (secret && s->pool->have_scram_keys) {
-		scram_client_init_keys(s->scram_cl, s->pool->scram_client_key,
+		scram_client_init_keys(s->srv->scram_cl, s->pool->scram_client_key,
 				       s->pool->scram_server_key);
 	} else {
 		slog_error(s, "cannot do SCRAM authentication: password is SCRAM secret but client "
 			      "authentication did not provide SCRAM keys");
 		return login_fail(s, "server login failed: wrong password type");
 	}
-	first = scram_client_first(s->scram_cl);
+	first = scram_client_first(s->srv->scram_cl);
 	if (!first)
 		return login_fail(s, "out of memory");
 	buf_init(&out);
@@ -418,9 +416,9 @@ static bool sasl_continue(struct pv_socket *s, struct pkt_reader *r)
 	size_t n = reader_left(r);
 	const uint8_t *data = read_bytes(r, n);
 
-	if (!s->scram_cl)
+	if (!s->srv->scram_cl)
 		return login_fail(s, "server login failed: unexpected SASL message");
-	final = scram_client_final(s->scram_cl, (const char *)data, n, err, sizeof(err));
+	final = scram_client_final(s->srv->scram_cl, (const char *)data, n, err, sizeof(err));
 	if (!final) {
 		slog_error(s, "SCRAM: %s", err);
 		return login_fail(s, "server login failed: SASL exchange failed");
@@ -436,7 +434,7 @@ static bool sasl_final(struct pv_socket *s, struct pkt_reader *r)
 {
 	size_t n = reader_left(r);
 	const uint8_t *data = read_bytes(r, n);
-	if (!s->scram_cl || !scram_client_verify_final(s->scram_cl, (const char *)data, n))
+	if (!s->srv->scram_cl || !scram_client_verify_final(s->srv->scram_cl, (const char *)data, n))
 		return login_fail(s, "server login failed: invalid SCRAM server signature");
 	return true;
 }
@@ -486,12 +484,12 @@ static void note_param(struct pv_socket *s, struct pkt *p)
 	if (varcache_index(key) >= 0) {
 		varcache_set(&s->vars, key, val);
 		/* The client sees what the server reports, e.g. after its own SET. */
-		if (s->link && s->state == SV_ACTIVE && s->task == TASK_NONE)
+		if (s->link && s->state == SV_ACTIVE && s->srv->task == TASK_NONE)
 			varcache_set(&s->link->vars, key, val);
 	}
 	/* A replication server's own parameters become its client's welcome. */
 	if (s->state == SV_LOGIN && s->replication)
-		buf_append(&s->repl_params, p->hdr, p->len);
+		buf_append(&s->srv->repl_params, p->hdr, p->len);
 	else if (s->state == SV_LOGIN && !s->pool->have_welcome)
 		buf_append(&s->pool->welcome_params, p->hdr, p->len);
 }
@@ -548,10 +546,10 @@ static enum pkt_action handle_login_pkt(struct pv_socket *s, struct pkt *p)
 	case 'Z':
 		s->tx_status = 'I';
 		s->login_phase = LOGIN_DONE;
-		if (s->scram_cl) {
-			scram_client_free(s->scram_cl);
-			free(s->scram_cl);
-			s->scram_cl = NULL;
+		if (s->srv->scram_cl) {
+			scram_client_free(s->srv->scram_cl);
+			free(s->srv->scram_cl);
+			s->srv->scram_cl = NULL;
 		}
 		s->ps_track = !s->replication && ps_server_wants_tracking(s);
 		if (G.cf->log_connections)
@@ -577,9 +575,9 @@ bool server_run_task(struct pv_socket *s, enum server_task task, const char *sql
 	struct pv_buf out;
 	bool ok;
 
-	s->task = task;
-	s->task_failed = false;
-	buf_reset(&s->task_err);
+	s->srv->task = task;
+	s->srv->task_failed = false;
+	buf_reset(&s->srv->task_err);
 	if (task == TASK_RESET || task == TASK_CHECK)
 		socket_set_state(s, SV_TESTED);
 	buf_init(&out);
@@ -612,12 +610,12 @@ static void canonicalize_client_vars(struct pv_socket *s)
 
 static void task_done(struct pv_socket *s)
 {
-	enum server_task task = s->task;
+	enum server_task task = s->srv->task;
 	struct pv_socket *c = s->link;
 
-	s->task = TASK_NONE;
+	s->srv->task = TASK_NONE;
 	if (task == TASK_SET_VARS) {
-		if (s->task_failed) {
+		if (s->srv->task_failed) {
 			server_close(s, "invalid server parameter");
 			return;
 		}
@@ -631,7 +629,7 @@ static void task_done(struct pv_socket *s)
 		pool_server_login_ok(s);
 		return;
 	}
-	if (s->task_failed) {
+	if (s->srv->task_failed) {
 		server_close(s, task == TASK_RESET ? "reset query failed" : "check query failed");
 		return;
 	}
@@ -640,9 +638,9 @@ static void task_done(struct pv_socket *s)
 
 static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 {
-	if (s->task == TASK_AUTH_QUERY)
+	if (s->srv->task == TASK_AUTH_QUERY)
 		return auth_query_server_pkt(s, p);
-	if (s->task == TASK_MASK_CATALOG)
+	if (s->srv->task == TASK_MASK_CATALOG)
 		return mask_catalog_server_pkt(s, p);
 	if (!pkt_complete(p) && p->type != 'D')
 		return PKT_NEED_FULL;
@@ -651,7 +649,7 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 		struct error_fields ef;
 		if (proto_parse_error(pkt_body(p), pkt_body_len(p), &ef) && ef.message)
 			slog_warning(s, "internal query failed: %s", ef.message);
-		s->task_failed = true;
+		s->srv->task_failed = true;
 		return PKT_CONSUMED;
 	}
 	case 'S':
@@ -667,7 +665,7 @@ static enum pkt_action handle_task_pkt(struct pv_socket *s, struct pkt *p)
 		if (!server_take_ready(s, p))
 			return PKT_STOP;
 		if (s->tx_status != 'I')
-			s->task_failed = true;
+			s->srv->task_failed = true;
 		task_done(s);
 		return s->closing ? PKT_STOP : PKT_CONSUMED;
 	default:
@@ -692,7 +690,7 @@ bool server_take_ready(struct pv_socket *s, const struct pkt *p)
 bool server_is_ready(const struct pv_socket *s)
 {
 	return s->tx_status == 'I' && s->expect_rfq == 0 && !s->in_extended &&
-	       s->task == TASK_NONE && !s->copy_in;
+	       s->srv->task == TASK_NONE && !s->copy_in;
 }
 
 void server_note_client_msg(struct pv_socket *s, char type)
@@ -758,7 +756,7 @@ static enum pkt_action handle_ready(struct pv_socket *s, struct pkt *p)
 		return PKT_NEED_FULL;
 	if (!server_take_ready(s, p))
 		return PKT_STOP;
-	s->idle_since = now_usec(); /* idle_transaction_timeout counts from here */
+	s->srv->idle_since = now_usec(); /* idle_transaction_timeout counts from here */
 	account_request_end(s);
 	if (s->tx_status != 'I' && s->link && !s->replication &&
 	    pool_effective_mode(s->pool) == POOL_STATEMENT)
@@ -816,7 +814,7 @@ static enum pkt_action handle_unlinked_pkt(struct pv_socket *s, struct pkt *p)
 enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p)
 {
 	/* Before the login check: connect_query runs while the server is SV_LOGIN. */
-	if (s->task != TASK_NONE)
+	if (s->srv->task != TASK_NONE)
 		return handle_task_pkt(s, p);
 	if (s->state == SV_LOGIN)
 		return handle_login_pkt(s, p);
@@ -916,9 +914,9 @@ void server_close(struct pv_socket *s, const char *reason)
 		if (!req->closing)
 			client_close(req, "cancel request failed");
 	}
-	if (s->dns) {
-		dns_cancel(s->dns);
-		s->dns = NULL;
+	if (s->srv->dns) {
+		dns_cancel(s->srv->dns);
+		s->srv->dns = NULL;
 	}
 	if (s->state != SV_CANCEL) {
 		s->pool->db->server_count--;

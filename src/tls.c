@@ -490,9 +490,9 @@ bool tls_start(struct pv_socket *s, char *err, size_t errlen)
 		return false;
 	}
 	if (s->is_server && G.cf->server_tls_sslmode == SSLMODE_VERIFY_FULL &&
-	    (!s->tls_host || !set_peer_host(ssl, s->tls_host))) {
+	    (!s->srv->tls_host || !set_peer_host(ssl, s->srv->tls_host))) {
 		SSL_free(ssl);
-		ssl_err(err, errlen, "cannot set TLS host name", s->tls_host);
+		ssl_err(err, errlen, "cannot set TLS host name", s->srv->tls_host);
 		return false;
 	}
 	if (s->is_server)
@@ -631,8 +631,10 @@ void tls_free(struct pv_socket *s)
 {
 	SSL_free(s->tls);
 	s->tls = NULL;
-	free(s->tls_host);
-	s->tls_host = NULL;
+	if (s->srv) {
+		free(s->srv->tls_host);
+		s->srv->tls_host = NULL;
+	}
 }
 
 bool tls_info(const struct pv_socket *s, char *buf, size_t len)

@@ -82,8 +82,10 @@ static void free_socket(struct pv_socket *x)
 {
 	buf_free(&x->in);
 	buf_free(&x->out);
-	buf_free(&x->task_err);
-	buf_free(&x->repl_params);
+	if (x->srv) {
+		buf_free(&x->srv->task_err);
+		buf_free(&x->srv->repl_params);
+	}
 	free(x);
 }
 
