@@ -40,9 +40,16 @@ struct oidc_keyset;
 struct oidc_keyset *oidc_keyset_load_file(const char *path, char *err, size_t errlen);
 struct oidc_keyset *oidc_keyset_parse(const char *json, size_t len, char *err, size_t errlen);
 size_t oidc_keyset_count(const struct oidc_keyset *ks);
+/*
+ * Process-unique, never reused number of a key set (0 for NULL): a cached
+ * verification (oidc_cache.h) holds only while its provider still has the
+ * very set it was checked with.
+ */
+uint64_t oidc_keyset_gen(const struct oidc_keyset *ks);
 void oidc_keyset_free(struct oidc_keyset *ks);
 
-/* Who a client is, after a valid token (owned by the client socket). */
+/* Who a client is, after a valid token (owned by the client socket).
+ * A new field must be copied by identity_dup() too (the token cache hands out copies). */
 struct pv_identity {
 	char *provider;
 	char *subject;
@@ -51,6 +58,8 @@ struct pv_identity {
 	int64_t exp; /* unix seconds */
 };
 void identity_free(struct pv_identity *id);
+/* A deep copy, or NULL on no memory. */
+struct pv_identity *identity_dup(const struct pv_identity *id);
 /* Groups joined with ',' into buf (truncated to fit). */
 void identity_groups_str(const struct pv_identity *id, char *buf, size_t len);
 /* in for a log line: control bytes as \xNN, backslash doubled; truncated to fit. */
@@ -76,6 +85,12 @@ const char *oidc_status_reason(enum oidc_status st);
  * Validate a compact JWS against the policy's providers at time now (unix
  * seconds). On OIDC_OK *out is a new identity; otherwise detail says why,
  * for the log only.
+ *
+ * A token that verified before is served from the verified-token cache
+ * (oidc_cache.h) without the signature check and the JSON parsing, as long
+ * as the policy and the provider's key set are the same ones and exp/nbf
+ * still hold under clock_skew; anything else takes the full path. Loop
+ * thread only.
  */
 enum oidc_status oidc_validate(const struct gov_policy *pol, const char *token, int64_t now,
                                struct pv_identity **out, char *detail, size_t dlen);

@@ -10,6 +10,7 @@
 #include "listener.h"
 #include "log.h"
 #include "oidc.h"
+#include "oidc_cache.h"
 #include "peer.h"
 #include "prepared.h"
 #include "replication.h"
@@ -1072,6 +1073,23 @@ static void show_recorder(struct admin_res *r)
 	res_row_end(r);
 }
 
+/* One row: the OIDC verified-token cache (oidc_cache.h), whether or not OIDC is configured. */
+static void show_token_cache(struct admin_res *r)
+{
+	struct oidc_cache_stats st;
+
+	oidc_cache_get_stats(&st);
+	res_row_begin(r);
+	res_uint(r, st.entries);
+	res_uint(r, OIDC_CACHE_MAX_ENTRIES);
+	res_uint(r, st.hits);
+	res_uint(r, st.misses);
+	res_uint(r, st.stale);
+	res_uint(r, st.evictions);
+	res_uint(r, st.flushes);
+	res_row_end(r);
+}
+
 static void show_version(struct admin_res *r)
 {
 	res_row_begin(r);
@@ -1277,6 +1295,10 @@ static const struct admin_col cols_recorder[] = {
     {"file", S}, {"bytes", Q}, {"events", Q}, {"queue_depth", Q},
     {"drops", Q}, {"failing", S}, {"last_error", S},
 };
+static const struct admin_col cols_token_cache[] = {
+    {"entries", Q}, {"max_entries", Q}, {"hits", Q}, {"misses", Q},
+    {"stale", Q}, {"evictions", Q}, {"flushes", Q},
+};
 static const struct admin_col cols_state[] = {{"key", S}, {"value", S}};
 static const struct admin_col cols_version[] = {{"version", S}};
 
@@ -1313,6 +1335,7 @@ static const struct admin_show shows[] = {
     SHOW("APPROVALS", true, cols_approvals, show_approvals),
     SHOW("MASKS", false, cols_masks, show_masks),
     SHOW("RECORDER", false, cols_recorder, show_recorder),
+    SHOW("TOKEN_CACHE", false, cols_token_cache, show_token_cache),
 };
 
 const struct admin_show *admin_show_find(const char *name)

@@ -14,6 +14,7 @@
 #include "jwks.h"
 #include "log.h"
 #include "oidc.h"
+#include "oidc_cache.h"
 #include "record_events.h"
 #include "rules.h"
 #include "mask.h"
@@ -925,6 +926,8 @@ void gov_commit(struct gov_policy *pol)
 	/* Statement inspection costs nothing unless the policy has rules. */
 	rules_install(pol);
 	mask_install(pol);
+	/* Issuer, audience, claim mapping or providers may differ: no token verified under the old one counts. */
+	oidc_cache_flush();
 	/* Resolved columns point at the old policy's mask rules: resolve again. */
 	mask_catalog_policy_changed();
 }

@@ -11,6 +11,7 @@
 #include "jwks.h"
 #include "log.h"
 #include "oidc.h"
+#include "oidc_cache.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -479,6 +480,10 @@ struct jwks_source *jwks_source_get(const struct jwks_params *p)
 {
 	struct jwks_source *s;
 
+	/* Sources are taken only while a policy is (re)loaded (loop thread): the new
+	 * policy may change issuer, audience or claims while keeping this source, so no
+	 * token verified under the old one may skip verification any more. */
+	oidc_cache_flush();
 	pthread_mutex_lock(&mu);
 	for (s = sources; s && !same_params(s, p); s = s->next)
 		;

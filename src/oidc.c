@@ -8,13 +8,20 @@
  * The header and the issuer are read before the signature is checked only
  * to pick the provider and key; every claim that decides anything is read
  * again from the verified payload.
+ *
+ * In front of all that sits the verified-token cache (oidc_cache.h): a
+ * token whose SHA-256 is there skips everything but the checks that can
+ * change while the token stays the same (time, the key set, the policy).
  */
 #include "oidc.h"
 #include "governance.h"
 #include "jwks.h"
+#include "log.h"
+#include "oidc_cache.h"
 
 #include <cjose/cjose.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +66,11 @@ struct oidc_key {
 struct oidc_keyset {
 	struct oidc_key *keys;
 	size_t n;
+	uint64_t gen; /* oidc_keyset_gen() */
 };
+
+/* Atomic: the jwks worker thread parses key sets too. */
+static atomic_uint_least64_t keyset_gen_last;
 
 void oidc_keyset_free(struct oidc_keyset *ks)
 {
@@ -76,6 +87,11 @@ void oidc_keyset_free(struct oidc_keyset *ks)
 size_t oidc_keyset_count(const struct oidc_keyset *ks)
 {
 	return ks ? ks->n : 0;
+}
+
+uint64_t oidc_keyset_gen(const struct oidc_keyset *ks)
+{
+	return ks ? ks->gen : 0;
 }
 
 /* Signature keys only: encryption keys and symmetric (oct) keys are skipped. */
@@ -132,6 +148,7 @@ struct oidc_keyset *oidc_keyset_parse(const char *text, size_t len, char *err, s
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	ks->gen = atomic_fetch_add(&keyset_gen_last, 1) + 1;
 	for (i = 0; i < count; i++) {
 		json_t *k = json_array_get(arr, i);
 		if (json_is_object(k) && usable_jwk(k) && !add_key(ks, k, err, errlen))
@@ -158,6 +175,10 @@ struct oidc_keyset *oidc_keyset_load_file(const char *path, char *err, size_t er
 	size_t n;
 	struct oidc_keyset *ks;
 
+	/* A jwks_file is read only when a policy is (re)loaded (startup, SIGHUP,
+	 * RELOAD): issuer, audience, claims or keys may change, so no token
+	 * verified under the old settings may skip verification any more. */
+	oidc_cache_flush();
 	if (!f) {
 		snprintf(err, errlen, "cannot open jwks_file %s", path);
 		return NULL;
@@ -214,6 +235,28 @@ void identity_free(struct pv_identity *id)
 		free(id->groups[i]);
 	free(id->groups);
 	free(id);
+}
+
+struct pv_identity *identity_dup(const struct pv_identity *id)
+{
+	struct pv_identity *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->exp = id->exp;
+	d->provider = strdup(id->provider);
+	d->subject = strdup(id->subject);
+	d->groups = calloc(id->n_groups + 1, sizeof(char *));
+	if (!d->provider || !d->subject || !d->groups) {
+		identity_free(d);
+		return NULL;
+	}
+	for (; d->n_groups < id->n_groups; d->n_groups++)
+		if (!(d->groups[d->n_groups] = strdup(id->groups[d->n_groups]))) {
+			identity_free(d);
+			return NULL;
+		}
+	return d;
 }
 
 void identity_groups_str(const struct pv_identity *id, char *buf, size_t len)
@@ -292,6 +335,8 @@ struct jwt_parts {
 	json_t *claims;     /* payload after the signature checked out */
 	enum oidc_alg alg;
 	const char *kid;
+	const struct gov_provider *prov; /* selected by the issuer */
+	uint64_t keys_gen;               /* the key set the signature checked out with */
 };
 
 static enum oidc_status bad(char *detail, size_t dlen, enum oidc_status st, const char *what)
@@ -392,14 +437,15 @@ static enum oidc_status verify_signature(struct jwt_parts *jp, const char *token
 {
 	cjose_err cerr;
 	const char *why;
-	const cjose_jwk_t *key =
-	    find_key(provider_keys(prov, now, &why), jp->kid, alg_kty(jp->alg));
+	const struct oidc_keyset *ks = provider_keys(prov, now, &why);
+	const cjose_jwk_t *key = find_key(ks, jp->kid, alg_kty(jp->alg));
 	cjose_jws_t *jws;
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 
 	if (!key)
 		return unknown_key(jp, prov, now, why, detail, dlen);
+	jp->keys_gen = oidc_keyset_gen(ks);
 	jws = cjose_jws_import(token, strlen(token), &cerr);
 	if (!jws) {
 		snprintf(detail, dlen, "JWS import: %s", cerr.message);
@@ -582,6 +628,7 @@ static enum oidc_status validate_parts(const struct gov_policy *pol, const char 
 	}
 	if (len > prov->max_token_size)
 		return bad(detail, dlen, OIDC_TOO_LARGE, "longer than max_token_size");
+	jp->prov = prov;
 	st = check_header(jp, prov, detail, dlen);
 	if (st == OIDC_OK)
 		st = verify_signature(jp, token, prov, now, detail, dlen);
@@ -590,17 +637,101 @@ static enum oidc_status validate_parts(const struct gov_policy *pol, const char 
 	return st;
 }
 
+/* --- the verified-token cache ---------------------------------------------------------- */
+
+/*
+ * Why a cached verification no longer holds at now, or NULL if it does. The
+ * entry was made under the bound policy, so its provider is still in force;
+ * what can change meanwhile is the time and the provider's key set.
+ */
+static const char *cached_stale(const struct oidc_cached *c, int64_t now)
+{
+	const struct gov_provider *prov = c->provider;
+	const char *why;
+
+	/* The rules of check_times(), with the provider's clock_skew. */
+	if (now >= c->exp + prov->clock_skew)
+		return "expired";
+	if (c->not_before > now + prov->clock_skew)
+		return "not yet valid";
+	/* The very set the signature was checked with, not merely one with the same kid: a
+	 * refetched or rotated set is a new generation, and a remote set past grace_period
+	 * is none at all (gen 0), exactly where the full path would refuse or re-check. */
+	if (oidc_keyset_gen(provider_keys(prov, now, &why)) != c->keyset_gen)
+		return "key set replaced";
+	return NULL;
+}
+
+/* A copy of the cached identity in *out when the entry for digest still holds. */
+static enum oidc_status from_cache(const uint8_t *digest, int64_t now, struct pv_identity **out)
+{
+	const struct oidc_cached *c = oidc_cache_find(digest);
+	const char *stale;
+
+	if (!c)
+		return OIDC_OK;
+	stale = cached_stale(c, now);
+	if (stale) {
+		/* Removed, and the full path decides (and refuses what it must). */
+		log_debug("oidc: cached token dropped (%s), verifying it again", stale);
+		oidc_cache_drop_stale(digest);
+		return OIDC_OK;
+	}
+	if (!(*out = identity_dup(c->id)))
+		return OIDC_NO_MEMORY;
+	oidc_cache_count_hit();
+	log_debug("oidc: token cache hit: provider=%s", c->id->provider);
+	return OIDC_OK;
+}
+
+/* After a full verification succeeded: remember it with what it depends on. */
+static void remember(const uint8_t *digest, const struct jwt_parts *jp,
+                     const struct pv_identity *id)
+{
+	struct oidc_cached c = {
+	    .provider = jp->prov,
+	    .keyset_gen = jp->keys_gen,
+	    .exp = id->exp,
+	    .not_before = INT64_MIN,
+	    .id = identity_dup(id),
+	};
+	int64_t v;
+	bool present;
+
+	/* Both were checked by check_times() already; kept to check them again on a hit. */
+	if (numeric_claim(jp->claims, "nbf", &v, &present) && present)
+		c.not_before = v;
+	if (numeric_claim(jp->claims, "iat", &v, &present) && present && v > c.not_before)
+		c.not_before = v;
+	/* No memory only means this token is verified in full next time. */
+	if (c.id)
+		(void)oidc_cache_insert(digest, &c);
+}
+
 enum oidc_status oidc_validate(const struct gov_policy *pol, const char *token, int64_t now,
                                struct pv_identity **out, char *detail, size_t dlen)
 {
 	struct jwt_parts jp = {0};
+	uint8_t digest[OIDC_DIGEST_LEN];
+	size_t len = strlen(token);
+	bool cacheable;
 	enum oidc_status st;
 
 	*out = NULL;
 	detail[0] = '\0';
 	if (!pol || !pol->n_providers)
 		return bad(detail, dlen, OIDC_INVALID, "no identity providers configured");
+	/* Oversized tokens are refused below before anything is hashed. */
+	cacheable = len <= max_token_size(pol) && oidc_cache_digest(token, len, digest);
+	if (cacheable) {
+		oidc_cache_bind(pol);
+		st = from_cache(digest, now, out);
+		if (st != OIDC_OK || *out)
+			return st;
+	}
 	st = validate_parts(pol, token, &jp, now, out, detail, dlen);
+	if (st == OIDC_OK && cacheable)
+		remember(digest, &jp, *out);
 	json_decref(jp.header);
 	json_decref(jp.unverified);
 	json_decref(jp.claims);

@@ -335,13 +335,15 @@ def remote_policy(idp, source="discovery: true", extra_provider="", extra_grants
 """
 
 
-def make_remote(pooler, idp, policy_text, userlist_extra=None, start=True):
+def make_remote(pooler, idp, policy_text, userlist_extra=None, start=True, **ini):
     userlist = dict(PASSWORDS)
     userlist["adm"] = ADMIN_PW
     userlist.update(userlist_extra or {})
-    p = pooler(userlist=userlist, start=False, auth_type="hba", auth_hba_file="hba.conf",
-               admin_users="adm", governance_file="governance.yaml", pool_mode="transaction",
-               default_pool_size=1)
+    settings = {"auth_type": "hba", "auth_hba_file": "hba.conf", "admin_users": "adm",
+                "governance_file": "governance.yaml", "pool_mode": "transaction",
+                "default_pool_size": 1}
+    settings.update(ini)
+    p = pooler(userlist=userlist, start=False, **settings)
     p.runas.write(os.path.join(p.dir, "hba.conf"), HBA)
     p.runas.write(os.path.join(p.dir, "governance.yaml"), policy_text)
     if start:
