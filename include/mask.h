@@ -12,8 +12,9 @@
  *    fields that could echo a masked value; NotificationResponse payloads
  *    and COPY TO STDOUT data through the detectors;
  *  - the per-client plan cache: which column of the current result layout
- *    gets what, computed once per layout, so result sets without a masked
- *    column are forwarded untouched with no per-row work;
+ *    gets what, computed once per layout and looked up once per result (at
+ *    its first DataRow), so result sets without a masked column are
+ *    forwarded untouched with one pointer test per row;
  *  - mask_statement_check(): called by rules.c for every allowed statement;
  *    denies statements that would leak masked values in ways the rewriter
  *    cannot see (derived values, predicates, COPY of masked tables, unknown
@@ -51,7 +52,12 @@ struct pkt;
 bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res, const char *sql,
                           const char *parse_name, struct pv_buf *rewrite, char *text,
                           size_t textlen);
-/* rules.c: a Bind of client c (complete); false: out of memory (close the client). */
+/*
+ * rules.c: a Bind of client c (complete), with derived: mask. Queued: its
+ * portal takes the statement's derived positions at the server's
+ * BindComplete. false: out of memory or too many Binds unanswered (close
+ * the client).
+ */
 bool mask_note_bind(struct pv_socket *c, const struct pkt *p);
 
 /* Free a client's masking state. */

@@ -6,8 +6,9 @@
  * RowDescription (tracked per server by prepared.c, for simple Queries,
  * described statements and portals) names the table OID and column number of
  * every plain column, which mask_catalog.c maps to a mask rule. A plan per
- * client caches the decision per layout, so the common case costs one layout
- * lookup and a pointer compare per DataRow.
+ * client caches the decision per layout; it is looked up at the first DataRow
+ * of each result and kept for the rest of its rows, so a row of a result
+ * without masked columns costs a pointer test.
  */
 #include "mask.h"
 
@@ -65,6 +66,7 @@ struct mask_plan {
 	uint64_t derived_lo;	  /* derived positions it was built with */
 	bool any;		  /* some column needs work */
 	uint16_t ncols;
+	uint16_t cap; /* columns allocated: a plan is refilled in place for the next layout */
 	struct col_plan cols[];
 };
 
@@ -94,11 +96,47 @@ struct pos_map {
 /* Names a client may have with derived positions at once (statements, portals each). */
 #define MAX_DERIVED_NAMES 1024
 
+/*
+ * A Bind forwarded and not answered yet (derived: mask). Its portal takes the
+ * statement's positions at its BindComplete, not when the client sends it: a
+ * pipelining client may bind the same portal name again before the rows of
+ * the first binding arrive, and those rows must keep their own positions.
+ */
+struct pending_bind {
+	char *portal; /* NULL: the unnamed portal (no allocation for the common case) */
+	uint64_t pos;
+};
+
+struct bind_queue {
+	struct pending_bind *v;
+	size_t head, n, cap; /* pending: v[head..n) */
+	size_t with_pos;     /* pending entries with positions */
+	/*
+	 * An error came while Binds were pending: the server skips the rest of
+	 * that pipeline up to its Sync, so some entries will get no
+	 * BindComplete and the later answers are matched to older entries.
+	 */
+	bool skewed;
+};
+
+/* Binds a client may have unanswered at once; more closes it (fail closed). */
+#define MAX_PENDING_BINDS 4096
+
 struct mask_client {
 	struct mask_plan *plan;
+	/*
+	 * The plan of the DataRows the server is sending now, decided at the first
+	 * row of a result and forgotten at any other message: rows in an unbroken
+	 * run belong to one result (each result ends with its own message), so the
+	 * rest of them cost a pointer test. NULL: the next DataRow decides.
+	 */
+	struct mask_plan *rows_plan;
+	const struct pv_socket *rows_server; /* the server those rows come from */
+	unsigned rows_generation;	     /* and the policy they were decided under */
 	struct mask_copy *copy;
 	struct pos_map stmt_pos;   /* Parse name -> derived positions */
 	struct pos_map portal_pos; /* Bind portal -> its statement's positions */
+	struct bind_queue binds;   /* Binds not answered yet, in the order sent */
 	struct pv_buf out;   /* scratch for rebuilt messages */
 	uint64_t derived_lo; /* derived: mask positions of the Queries in flight */
 	bool touched;	     /* the statements in flight read a table with masked columns */
@@ -195,12 +233,64 @@ static bool pos_set(struct pos_map *m, const char *name, uint64_t pos)
 	return true;
 }
 
+static const char *portal_name(const struct pending_bind *b)
+{
+	return b->portal ? b->portal : "";
+}
+
+static void binds_clear(struct bind_queue *q)
+{
+	for (size_t i = q->head; i < q->n; i++)
+		free(q->v[i].portal);
+	q->head = q->n = q->with_pos = 0;
+	q->skewed = false;
+}
+
+static bool binds_push(struct bind_queue *q, const char *portal, uint64_t pos)
+{
+	char *copy = NULL;
+
+	if (q->n - q->head >= MAX_PENDING_BINDS)
+		return false;
+	if (q->n == q->cap && q->head > 0) { /* reuse the room of answered Binds */
+		memmove(q->v, q->v + q->head, (q->n - q->head) * sizeof(q->v[0]));
+		q->n -= q->head;
+		q->head = 0;
+	}
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 8;
+		struct pending_bind *v = realloc(q->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		q->v = v;
+		q->cap = cap;
+	}
+	if (portal[0] && !(copy = strdup(portal)))
+		return false;
+	q->v[q->n++] = (struct pending_bind){copy, pos};
+	q->with_pos += pos != 0;
+	return true;
+}
+
+/* Positions of the Binds of portal still unanswered, together. */
+static uint64_t binds_pending_pos(const struct bind_queue *q, const char *portal)
+{
+	uint64_t pos = 0;
+
+	for (size_t i = q->head; i < q->n; i++)
+		if (strcmp(portal_name(&q->v[i]), portal) == 0)
+			pos |= q->v[i].pos;
+	return pos;
+}
+
 void mask_client_free(struct pv_socket *c)
 {
 	if (!c->mask)
 		return;
 	pos_map_free(&c->mask->stmt_pos);
 	pos_map_free(&c->mask->portal_pos);
+	binds_clear(&c->mask->binds);
+	free(c->mask->binds.v);
 	copy_free(c->mask->copy);
 	plan_free(c->mask->plan);
 	buf_free(&c->mask->out);
@@ -217,17 +307,17 @@ static bool text_like(uint32_t oid)
 	       oid >= FIRST_USER_OID;
 }
 
-static struct mask_plan *plan_build(const struct pv_socket *c, const struct ps_layout *l,
-                                    uint64_t derived_lo)
+/* Fill p (room for l->ncols columns, holding no layout) for layout l. */
+static void plan_fill(struct mask_plan *p, const struct pv_socket *c, const struct ps_layout *l,
+                      uint64_t derived_lo)
 {
-	struct mask_plan *p = calloc(1, sizeof(*p) + l->ncols * sizeof(p->cols[0]));
 	uint32_t detect = mask_detectors(c->identity, NULL);
 
-	if (!p)
-		return NULL;
+	memset(p->cols, 0, l->ncols * sizeof(p->cols[0]));
 	p->layout = ps_layout_ref(l);
 	p->generation = generation;
 	p->derived_lo = derived_lo;
+	p->any = false;
 	p->ncols = l->ncols;
 	for (uint16_t i = 0; i < l->ncols; i++) {
 		const struct ps_layout_col *col = &l->cols[i];
@@ -249,6 +339,17 @@ static struct mask_plan *plan_build(const struct pv_socket *c, const struct ps_l
 		if (cp->act != CA_NONE)
 			p->any = true;
 	}
+}
+
+static struct mask_plan *plan_build(const struct pv_socket *c, const struct ps_layout *l,
+                                    uint64_t derived_lo)
+{
+	struct mask_plan *p = malloc(sizeof(*p) + l->ncols * sizeof(p->cols[0]));
+
+	if (!p)
+		return NULL;
+	p->cap = l->ncols;
+	plan_fill(p, c, l, derived_lo);
 	return p;
 }
 
@@ -262,13 +363,21 @@ static bool derived_for(struct pv_socket *s, struct mask_client *mc, uint64_t *p
 	const char *portal;
 
 	*pos = mc->derived_lo;
-	if (mc->portal_pos.n == 0)
+	if (mc->portal_pos.n == 0 && mc->binds.with_pos == 0)
 		return true;
 	if (!ps_current_is_execute(s))
 		return true;
 	if (!(portal = ps_current_portal(s)))
 		return false;
 	*pos |= pos_get(&mc->portal_pos, portal);
+	/*
+	 * After an error the answers are matched to older entries, so the
+	 * running Bind's own positions may still be queued: the unanswered Binds
+	 * of the portal count too (they only add masking) until the queue is
+	 * known to be empty.
+	 */
+	if (mc->binds.skewed)
+		*pos |= binds_pending_pos(&mc->binds, portal);
 	return true;
 }
 
@@ -280,6 +389,12 @@ static struct mask_plan *plan_for(struct pv_socket *c, struct mask_client *mc,
 
 	if (p && p->layout == l && p->generation == generation && p->derived_lo == derived)
 		return p;
+	/* every simple Query brings a new layout: keep the allocation when it fits */
+	if (p && p->cap >= l->ncols) {
+		ps_layout_put(p->layout);
+		plan_fill(p, c, l, derived);
+		return p;
+	}
 	plan_free(p);
 	mc->plan = plan_build(c, l, derived);
 	return mc->plan;
@@ -318,14 +433,14 @@ static bool detect_value(const struct col_plan *cp, const struct pv_socket *c, c
 	uint32_t bits = mask_detectors(c->identity, &spec);
 	bool changed = false, keep = text_like(cp->type_oid) &&
 	                             !(cp->format == 1 && cp->type_oid == OID_JSONB);
-	size_t start = out->len;
+	size_t start = out->len - out->pos; /* see out_mark() */
 
 	if (!bits || !spec)
 		return buf_append(out, in, len);
 	if (!mask_scan_text(bits, spec, in, len, out, &changed))
 		return false;
 	if (changed && !keep) {
-		out->len = start;
+		out->len = out->pos + start;
 		*is_null = true;
 	}
 	return true;
@@ -339,12 +454,44 @@ static void put_be32_at(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-/* A message built at out[start] (type byte, length, body): set its length; returns it. */
+/*
+ * Positions in an output buffer are kept relative to its unsent data:
+ * buf_reserve may compact the buffer (moving pos to 0) when it grows, which
+ * would move anything remembered as an absolute offset.
+ */
+static size_t out_mark(const struct pv_buf *out)
+{
+	return out->len - out->pos;
+}
+
+static uint8_t *out_at(struct pv_buf *out, size_t mark)
+{
+	return out->data + out->pos + mark;
+}
+
+static void out_cut(struct pv_buf *out, size_t mark)
+{
+	out->len = out->pos + mark;
+}
+
+/* buf_append without the call when the bytes fit (the per-column hot path). */
+static inline bool out_put(struct pv_buf *out, const void *d, size_t n)
+{
+	if (n == 0)
+		return true;
+	if (n > out->cap - out->len)
+		return buf_append(out, d, n);
+	memcpy(out->data + out->len, d, n);
+	out->len += n;
+	return true;
+}
+
+/* A message built at mark start (type byte, length, body): set its length; returns it. */
 static uint32_t patch_msg_len(struct pv_buf *out, size_t start)
 {
-	uint32_t n = (uint32_t)(out->len - start - 1);
+	uint32_t n = (uint32_t)(out_mark(out) - start - 1);
 
-	put_be32_at(out->data + start + 1, n);
+	put_be32_at(out_at(out, start) + 1, n);
 	return n;
 }
 
@@ -353,11 +500,11 @@ static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct 
                     const uint8_t *v, uint32_t len, bool *changed)
 {
 	static const uint8_t hdr[4];
-	size_t lenpos = out->len;
+	size_t lenpos = out_mark(out);
 	bool is_null = false, ok;
 	uint32_t n;
 
-	if (!buf_append(out, hdr, 4))
+	if (!out_put(out, hdr, 4))
 		return false;
 	if (cp->act == CA_COLUMN) {
 		ok = mask_value(cp, &cp->rule->spec, (const char *)v, len, out, &is_null);
@@ -370,51 +517,62 @@ static bool put_col(struct pv_buf *out, const struct col_plan *cp, const struct 
 	if (!ok)
 		return false;
 	if (is_null)
-		out->len = lenpos + 4;
-	n = is_null ? 0xffffffffu : (uint32_t)(out->len - lenpos - 4);
-	put_be32_at(out->data + lenpos, n);
-	if (cp->act != CA_DETECT || is_null || n != len || memcmp(out->data + lenpos + 4, v, len) != 0)
+		out_cut(out, lenpos + 4);
+	n = is_null ? 0xffffffffu : (uint32_t)(out_mark(out) - lenpos - 4);
+	put_be32_at(out_at(out, lenpos), n);
+	if (cp->act != CA_DETECT || is_null || n != len || memcmp(out_at(out, lenpos) + 4, v, len) != 0)
 		*changed = true;
 	return true;
+}
+
+static uint32_t be32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /*
  * Rebuild a DataRow body at the end of out: runs of columns left as they are
  * are copied in one piece, masked ones rewritten. false on allocation
- * failure; *bad when the row does not match its layout.
+ * failure; *bad when the row does not match its layout. The columns are
+ * walked by hand (bounds checked against len): this runs once per row.
  */
 static bool rebuild_row(struct pv_buf *out, const struct mask_plan *plan,
                         const struct pv_socket *c, const uint8_t *body, size_t len, bool *changed,
                         bool *bad)
 {
-	struct pkt_reader r;
 	const uint8_t *run = body; /* first byte not yet copied */
-	uint16_t n;
+	size_t pos = 2;
 
-	reader_init(&r, body, len);
-	n = read_u16(&r);
-	if (r.bad || n != plan->ncols) {
+	if (len < 2 || (uint16_t)(body[0] << 8 | body[1]) != plan->ncols) {
 		*bad = true;
 		return true;
 	}
-	for (uint16_t i = 0; i < n; i++) {
-		const uint8_t *col = body + r.pos;
-		uint32_t vlen = read_u32(&r);
-		const uint8_t *v = vlen == 0xffffffffu ? NULL : read_bytes(&r, vlen);
+	for (uint16_t i = 0; i < plan->ncols; i++) {
+		const uint8_t *col = body + pos;
+		uint32_t vlen;
 
-		if (r.bad) {
+		if (len - pos < 4) {
 			*bad = true;
 			return true;
 		}
-		if (plan->cols[i].act == CA_NONE || !v)
+		vlen = be32_at(col);
+		pos += 4;
+		if (vlen == 0xffffffffu) /* NULL: nothing to mask */
 			continue;
-		if (!buf_append(out, run, (size_t)(col - run)) ||
-		    !put_col(out, &plan->cols[i], c, v, vlen, changed))
+		if (vlen > len - pos) {
+			*bad = true;
+			return true;
+		}
+		pos += vlen;
+		if (plan->cols[i].act == CA_NONE)
+			continue;
+		if (!out_put(out, run, (size_t)(col - run)) ||
+		    !put_col(out, &plan->cols[i], c, col + 4, vlen, changed))
 			return false;
-		run = body + r.pos;
+		run = body + pos;
 	}
-	*bad = r.pos != len;
-	return buf_append(out, run, (size_t)(body + len - run));
+	*bad = pos != len;
+	return out_put(out, run, (size_t)(body + len - run));
 }
 
 /* ---- messages ---------------------------------------------------------------------- */
@@ -436,47 +594,71 @@ static enum pkt_action send_instead(struct pv_socket *s, struct pv_buf *out)
 	return PKT_CONSUMED;
 }
 
-static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
+/* A DataRow of a result whose plan says some column needs work. */
+static enum pkt_action rewrite_row(struct pv_socket *s, const struct mask_plan *plan,
+                                   struct pkt *p)
 {
 	struct pv_socket *c = s->link;
-	struct mask_client *mc = mc_of(c, true);
-	const struct ps_layout *l = ps_current_layout(s);
-	struct mask_plan *plan;
 	struct pv_buf *out;
 	bool changed = false, bad = false, ok;
-	uint64_t derived;
 	size_t start;
 	uint32_t n;
 
-	if (!mc)
-		return fail_closed(s, "out of memory");
-	if (!l)
-		return fail_closed(s, "the columns of this result are unknown, so it cannot be masked");
-	if (!derived_for(s, mc, &derived))
-		return fail_closed(s, "the portal of this result is unknown, so it cannot be masked");
-	if (!(plan = plan_for(c, mc, l, derived)))
-		return fail_closed(s, "out of memory");
-	if (!plan->any)
-		return PKT_FORWARD;
 	if (!pkt_complete(p))
 		return PKT_NEED_FULL;
 	/* built straight into the client's output queue: no copy of the row in between */
 	if (!(out = sbuf_out_begin(c)))
 		return PKT_DROP;
-	start = out->len;
-	ok = buf_reserve(out, p->len + 64) && buf_append(out, "D\0\0\0\0", 5) &&
+	start = out_mark(out);
+	ok = buf_reserve(out, p->len + 64) && out_put(out, "D\0\0\0\0", 5) &&
 	     rebuild_row(out, plan, c, pkt_body(p), pkt_body_len(p), &changed, &bad);
 	if (!ok || bad || !changed) {
-		out->len = start;
+		out_cut(out, start);
 		if (!ok)
 			return fail_closed(s, "out of memory");
 		return bad ? fail_closed(s, "a row does not match its RowDescription") : PKT_FORWARD;
 	}
 	n = patch_msg_len(out, start);
 	/* the recorder gets the row as the client does: masked (before the queue can move) */
-	record_result_row(c, out->data + start + 5, n - 4);
+	record_result_row(c, out_at(out, start) + 5, n - 4);
 	sbuf_out_commit(s, c);
 	return PKT_CONSUMED;
+}
+
+/* The first DataRow of a result: look its layout up and decide for the whole result. */
+static enum pkt_action first_row(struct pv_socket *s, struct pkt *p)
+{
+	struct pv_socket *c = s->link;
+	struct mask_client *mc = mc_of(c, true);
+	const struct ps_layout *l = ps_current_layout(s);
+	struct mask_plan *plan;
+	uint64_t derived;
+
+	if (!mc)
+		return fail_closed(s, "out of memory");
+	mc->rows_plan = NULL; /* plan_for may replace the plan it points to */
+	if (!l)
+		return fail_closed(s, "the columns of this result are unknown, so it cannot be masked");
+	if (!derived_for(s, mc, &derived))
+		return fail_closed(s, "the portal of this result is unknown, so it cannot be masked");
+	if (!(plan = plan_for(c, mc, l, derived)))
+		return fail_closed(s, "out of memory");
+	mc->rows_plan = plan;
+	mc->rows_server = s;
+	mc->rows_generation = generation;
+	return plan->any ? rewrite_row(s, plan, p) : PKT_FORWARD;
+}
+
+static enum pkt_action on_datarow(struct pv_socket *s, struct pkt *p)
+{
+	struct mask_client *mc = s->link->mask;
+	const struct mask_plan *plan;
+
+	if (!mc || !(plan = mc->rows_plan) || mc->rows_server != s ||
+	    mc->rows_generation != generation)
+		return first_row(s, p);
+	/* a later row of the result first_row decided for */
+	return plan->any ? rewrite_row(s, plan, p) : PKT_FORWARD;
 }
 
 /*
@@ -709,11 +891,11 @@ static enum pkt_action copy_row(struct pv_socket *s, struct mask_client *mc, str
 		return PKT_NEED_FULL;
 	if (!(out = sbuf_out_begin(c)))
 		return PKT_DROP;
-	start = out->len;
+	start = out_mark(out);
 	ok = buf_reserve(out, p->len + 64) && buf_append(out, "d\0\0\0\0", 5) &&
 	     copy_rewrite(&mc->copy->cc, pkt_body(p), pkt_body_len(p), out, &bad);
 	if (!ok || bad) {
-		out->len = start;
+		out_cut(out, start);
 		return fail_closed(s, ok ? "COPY data does not match its format" : "out of memory");
 	}
 	patch_msg_len(out, start);
@@ -793,11 +975,46 @@ static enum pkt_action on_copy_out(struct pv_socket *s, struct pkt *p)
 	return copy_activate(s->link, cs) ? PKT_FORWARD : fail_closed(s, "out of memory");
 }
 
+/* BindComplete: the oldest unanswered Bind's portal now has its statement's positions. */
+static enum pkt_action on_bind_complete(struct pv_socket *s)
+{
+	struct mask_client *mc = s->link->mask;
+	struct bind_queue *q = mc ? &mc->binds : NULL;
+	struct pending_bind b;
+	bool ok;
+
+	if (!q || q->head == q->n)
+		return PKT_FORWARD;
+	b = q->v[q->head++];
+	q->with_pos -= b.pos != 0;
+	if (q->head == q->n)
+		q->head = q->n = 0;
+	ok = pos_set(&mc->portal_pos, portal_name(&b), b.pos);
+	free(b.portal);
+	return ok ? PKT_FORWARD : fail_closed(s, "too many portals with masked derived columns");
+}
+
+/* An ErrorResponse: Binds pending now may never be answered (struct bind_queue). */
+static void note_error(struct pv_socket *s)
+{
+	struct mask_client *mc = s->link->mask;
+
+	if (mc && mc->binds.head != mc->binds.n)
+		mc->binds.skewed = true;
+}
+
 /* ReadyForQuery that ends the last request in flight: the statements' marks end too. */
 static void on_ready(struct pv_socket *s)
 {
 	struct mask_client *mc = s->link->mask;
 
+	/*
+	 * Nothing else queued on the server (prepared.h): every Bind sent has
+	 * been answered or skipped after an error, so what is left in the Bind
+	 * queue can never be answered.
+	 */
+	if (mc && ps_pending_count(s) <= 1)
+		binds_clear(&mc->binds);
 	if (mc && s->expect_rfq <= 1) {
 		mc->derived_lo = 0;
 		mc->touched = false;
@@ -810,10 +1027,15 @@ static enum pkt_action mask_server_msg(struct pv_socket *s, struct pkt *p)
 {
 	if (s->replication) /* raw replication data: grants decide who may stream it */
 		return PKT_FORWARD;
-	switch (p->type) {
-	case 'D':
+	if (p->type == 'D')
 		return on_datarow(s, p);
+	/* any other message may end the result: the next DataRow decides again */
+	if (s->link->mask)
+		s->link->mask->rows_plan = NULL;
+	switch (p->type) {
 	case 'E':
+		note_error(s);
+		return on_error_notice(s, p);
 	case 'N':
 		return on_error_notice(s, p);
 	case 'A':
@@ -825,6 +1047,8 @@ static enum pkt_action mask_server_msg(struct pv_socket *s, struct pkt *p)
 		return on_copy_out(s, p);
 	case 'd':
 		return on_copy_data(s, p);
+	case '2':
+		return on_bind_complete(s);
 	case 'Z':
 		on_ready(s);
 		return PKT_FORWARD;
@@ -844,15 +1068,31 @@ void mask_install(const struct gov_policy *pol)
 
 /* ---- statement-time check ------------------------------------------------------------ */
 
+/*
+ * The masked columns the client's identity sees, gathered with one walk of
+ * the catalog per statement check: the check asks about every table and
+ * column reference, and a catalog walk per question was most of its cost.
+ * More than NAMES_MAX such columns: every question walks the catalog again.
+ */
+#define NAMES_MAX 64
+
+struct masked_name {
+	const char *schema, *table, *column; /* the catalog's strings: valid for this check */
+};
+
 struct names_ctx {
 	const struct pv_socket *c;
-	const char *schema, *table, *column; /* the question */
+	struct masked_name v[NAMES_MAX];
+	size_t n;
+	bool overflow;
+	const char *schema, *table, *column; /* a question, when overflow */
 	bool found;
 };
 
 static bool name_eq(const char *want, const char *have)
 {
-	return !want || strcmp(want, have) == 0;
+	/* the first byte settles most mismatches without a call */
+	return !want || (want[0] == have[0] && strcmp(want, have) == 0);
 }
 
 static void find_masked(void *arg, const char *schema, const char *table, const char *column,
@@ -866,13 +1106,46 @@ static void find_masked(void *arg, const char *schema, const char *table, const 
 		n->found = true;
 }
 
-static bool ask(const struct pv_socket *c, const char *schema, const char *table,
-                const char *column)
+static void gather_masked(void *arg, const char *schema, const char *table, const char *column,
+                          const struct mask_rule *r)
 {
-	struct names_ctx n = {.c = c, .schema = schema, .table = table, .column = column};
+	struct names_ctx *n = arg;
 
-	mask_catalog_foreach(c->pool->db, find_masked, &n);
-	return n.found;
+	if (n->overflow || mask_rule_exempt(r, n->c->identity))
+		return;
+	if (n->n == NAMES_MAX) {
+		n->overflow = true;
+		return;
+	}
+	n->v[n->n++] = (struct masked_name){schema, table, column};
+}
+
+static void names_gather(struct names_ctx *n, const struct pv_socket *c)
+{
+	n->c = c;
+	n->n = 0;
+	n->overflow = false;
+	mask_catalog_foreach(c->pool->db, gather_masked, n);
+}
+
+static bool ask(struct names_ctx *n, const char *schema, const char *table, const char *column)
+{
+	if (n->overflow) {
+		n->schema = schema;
+		n->table = table;
+		n->column = column;
+		n->found = false;
+		mask_catalog_foreach(n->c->pool->db, find_masked, n);
+		return n->found;
+	}
+	for (size_t i = 0; i < n->n; i++) {
+		const struct masked_name *m = &n->v[i];
+
+		if (name_eq(table, m->table) && name_eq(column, m->column) &&
+		    name_eq(schema, m->schema))
+			return true;
+	}
+	return false;
 }
 
 static bool is_masked_cb(void *arg, const char *schema, const char *table, const char *column)
@@ -886,14 +1159,14 @@ static bool table_has_masked_cb(void *arg, const char *schema, const char *table
 }
 
 /* Does the statement name a table (as written: "t" or "s.t") with a masked column? */
-static bool reads_masked_table(const struct pv_socket *c, const struct inspect_result *res)
+static bool reads_masked_table(struct names_ctx *n, const struct inspect_result *res)
 {
 	for (int i = 0; i < res->n_tables; i++) {
 		const char *t = res->tables[i], *dot = strchr(t, '.');
 		char schema[256];
 
 		if (!dot) {
-			if (ask(c, NULL, t, NULL))
+			if (ask(n, NULL, t, NULL))
 				return true;
 			continue;
 		}
@@ -901,7 +1174,7 @@ static bool reads_masked_table(const struct pv_socket *c, const struct inspect_r
 			return true; /* cannot tell: assume it does */
 		memcpy(schema, t, (size_t)(dot - t));
 		schema[dot - t] = '\0';
-		if (ask(c, schema, dot + 1, NULL))
+		if (ask(n, schema, dot + 1, NULL))
 			return true;
 	}
 	return false;
@@ -911,19 +1184,21 @@ bool mask_statement_check(struct pv_socket *c, const struct inspect_result *res,
                           const char *parse_name, struct pv_buf *rewrite, char *text,
                           size_t textlen)
 {
-	struct mask_names names = {is_masked_cb, table_has_masked_cb, c};
+	struct names_ctx nc;
+	struct mask_names names = {is_masked_cb, table_has_masked_cb, &nc};
 	struct mask_verdict v;
 	struct mask_client *mc;
 	bool derived_mask = mask_derived_mask(), query = parse_name == NULL;
 
 	if (!res || !mask_policy_active())
 		return false;
+	names_gather(&nc, c);
 	/* a statement name defined again loses the positions of the old statement */
 	if (!query && c->mask)
 		pos_set(&c->mask->stmt_pos, parse_name, 0);
 	if (res->classes & SC_DDL)
 		mask_catalog_invalidate(c->pool->db); /* new views or columns may need masks */
-	if (!reads_masked_table(c, res) && !res->parse_error)
+	if (!reads_masked_table(&nc, res) && !res->parse_error)
 		return false;
 	if (!(mc = mc_of(c, true))) {
 		snprintf(text, textlen, "pgvigil masking: out of memory");
@@ -962,12 +1237,17 @@ bool mask_note_bind(struct pv_socket *c, const struct pkt *p)
 	struct pkt_reader r;
 	const char *portal, *stmt;
 
-	if (!mc || (mc->stmt_pos.n == 0 && mc->portal_pos.n == 0))
-		return true;
+	/*
+	 * Every Bind is queued, with positions or not, from the client's first
+	 * one: the queue must answer BindCompletes in order, and a Bind missing
+	 * from it would make the next BindComplete apply a later Bind too early.
+	 */
+	if (!mc && !(mc = mc_of(c, true)))
+		return false;
 	reader_init_pkt(&r, p);
 	portal = read_string(&r);
 	stmt = read_string(&r);
 	if (!portal || !stmt)
 		return true; /* malformed: the server refuses it */
-	return pos_set(&mc->portal_pos, portal, pos_get(&mc->stmt_pos, stmt));
+	return binds_push(&mc->binds, portal, pos_get(&mc->stmt_pos, stmt));
 }

@@ -348,6 +348,66 @@ static void test_reason(void **state)
 	inspect_release(r);
 }
 
+/*
+ * The name in a reason is joined by hand (mask_derived.c: name_put): every
+ * shape of reference names the masked column as written, and a name longer
+ * than the buffer is cut, not overrun.
+ */
+static void expect_reason(const char *sql, const char *want)
+{
+	struct inspect_result *r = classify(sql);
+	struct mask_verdict v;
+
+	mask_check_statement(r, &names, MASK_DERIVED_DENY, true, &v);
+	assert_true(v.deny);
+	assert_string_equal(v.reason, want);
+	inspect_release(r);
+}
+
+static bool long_is_masked(void *arg, const char *schema, const char *table, const char *column)
+{
+	(void)arg;
+	(void)schema;
+	(void)table;
+	return column[0] == 'x';
+}
+
+static bool long_table_has_masked(void *arg, const char *schema, const char *table)
+{
+	(void)arg;
+	(void)schema;
+	(void)table;
+	return true;
+}
+
+static void test_reason_names(void **state)
+{
+	static const struct mask_names long_names = {long_is_masked, long_table_has_masked, NULL};
+	char sql[512], col[64];
+	struct inspect_result *r;
+	struct mask_verdict v;
+
+	(void)state;
+	expect_reason("SELECT upper(card_number) FROM customers",
+	              "masked column customers.card_number used in an expression");
+	expect_reason("SELECT id FROM customers WHERE ssn = '1'",
+	              "masked column customers.ssn used in a predicate");
+	expect_reason("SELECT row_to_json(c) FROM app.customers c",
+	              "whole-row reference to app.customers (it has masked columns)");
+	expect_reason("SELECT lower(\"Card\") FROM \"App\".\"Cust\"",
+	              "masked column App.Cust.Card used in an expression");
+	/* three 63-byte names: the reason (160 bytes) is cut, and stays a C string */
+	memset(col, 'x', 63);
+	col[63] = '\0';
+	snprintf(sql, sizeof(sql), "SELECT upper(%s) FROM %s.%s", col, col, col);
+	r = classify(sql);
+	mask_check_statement(r, &long_names, MASK_DERIVED_DENY, false, &v);
+	assert_true(v.deny);
+	assert_int_equal(strlen(v.reason), sizeof(v.reason) - 1);
+	assert_memory_equal(v.reason, "masked column xxx", 17);
+	inspect_release(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +415,7 @@ int main(void)
 	    cmocka_unit_test(test_refs),
 	    cmocka_unit_test(test_truncated),
 	    cmocka_unit_test(test_reason),
+	    cmocka_unit_test(test_reason_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
