@@ -79,6 +79,8 @@ struct recorder;
 #define REC_EVENT_MEMBERS 32
 struct rec_event;
 struct rec_event *rec_event_new(void); /* NULL when out of memory */
+/* The same on the loop (the producer) for an event to emit to r: reuses written events. */
+struct rec_event *recorder_event_new(struct recorder *r);
 void rec_event_free(struct rec_event *e);
 void rec_event_str(struct rec_event *e, const char *key, const char *s); /* NULL: null */
 /* s[0..n) when it is valid UTF-8 (as json_stringn); false (nothing set) otherwise. */
@@ -88,6 +90,33 @@ void rec_event_bool(struct rec_event *e, const char *key, bool v);
 void rec_event_null(struct rec_event *e, const char *key);
 /* A JSON value (keys sorted), taken; NULL sets nothing, like json_object_set_new. */
 void rec_event_json(struct rec_event *e, const char *key, json_t *v);
+/*
+ * Every member of src (already serialized) set in dst as well, as if set there
+ * one by one: for a part of an event kept and reused (src is not changed).
+ */
+void rec_event_merge(struct rec_event *dst, const struct rec_event *src);
+/* false when a member could not be added (the event would be refused at emit). */
+bool rec_event_ok(const struct rec_event *e);
+/* Raw JSON text (trusted to be one valid value, as rec_event_* or rec_jarray make it). */
+void rec_event_raw(struct rec_event *e, const char *key, const char *json, size_t n);
+
+/*
+ * A JSON array built as text, byte for byte as json_dumps would write it, to
+ * be kept (e.g. Bind parameters on their portal) and set later with
+ * rec_event_raw: no jansson values per element. Start from {0}.
+ */
+struct rec_jarray {
+	char *p;
+	size_t len, cap, n;
+	bool oom;
+};
+void rec_jarray_null(struct rec_jarray *a);
+void rec_jarray_int(struct rec_jarray *a, int64_t v);
+void rec_jarray_bool(struct rec_jarray *a, bool v);
+/* s[0..n) when it is valid UTF-8 (as json_stringn); false (nothing added) otherwise. */
+bool rec_jarray_strn(struct rec_jarray *a, const char *s, size_t n);
+/* The closed array "[...]" (malloc'd, *len set), or NULL when out of memory; a is emptied. */
+char *rec_jarray_finish(struct rec_jarray *a, size_t *len);
 
 /*
  * Open the recording directory (continuing the hash chain of the newest file
@@ -96,12 +125,18 @@ void rec_event_json(struct rec_event *e, const char *key, json_t *v);
  */
 struct recorder *recorder_start(const struct rec_config *cfg, char *err, size_t errlen);
 
-/* Write everything queued, close the active file (renamed to .jsonl), join. */
+/*
+ * Write everything queued, close the active file (renamed to .jsonl), join.
+ * Call it on the loop's thread (or after the loop ended), never concurrently
+ * with an emit: the queue has one producer, and emits after the stop are
+ * refused by a flag the producer reads without a lock.
+ */
 void recorder_stop(struct recorder *r);
 
 /*
  * Record one event of `type` (e.g. "statement"). Never blocks on disk: stamps
- * the time and appends to the queue in O(1) under the queue mutex.
+ * the time and appends to the lock-free queue in O(1) (the writer's mutex is
+ * taken only to wake a writer that sleeps waiting for events).
  * `fields` (a JSON object or NULL) is taken over except when REC_FULL is
  * returned. Keys v, seq, ts, type, prev and hash are reserved and overwritten.
  *
@@ -114,8 +149,9 @@ enum rec_enqueue recorder_emit(struct recorder *r, const char *type, json_t *fie
 
 /*
  * The same for an event built with rec_event_* (below): no JSON objects, so
- * the loop allocates twice per event instead of once per key and value, and
- * the writer only sorts and copies text. e is taken except on REC_FULL.
+ * the loop allocates at most once per event (none when recorder_event_new
+ * reuses a written one) instead of once per key and value, and the writer only
+ * sorts and copies text. e is taken except on REC_FULL.
  */
 enum rec_enqueue recorder_emit_event(struct recorder *r, const char *type, struct rec_event *e);
 

@@ -65,6 +65,9 @@ struct rec_writer {
 	struct rec_stats *stats;
 };
 
+/* An event emptied for reuse, as rec_event_new makes it (the writer recycles events). */
+void rec_event_reset(struct rec_event *e);
+
 /* Prepare the directory and recover the chain head. -1 with err on failure. */
 int recw_open_dir(struct rec_writer *w, char *err, size_t errlen);
 

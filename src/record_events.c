@@ -16,6 +16,7 @@
  * kept. Events of closed clients are kept on an orphan list, never dropped.
  */
 #include "record_events.h"
+#include "record_desc.h"
 #include "sqlcomment.h"
 #include "approval.h"
 #include "governance.h"
@@ -51,25 +52,26 @@ struct rec_named {
 	char *text;     /* statement text; NULL when unknown */
 	uint32_t *oids; /* statements: declared parameter types */
 	uint16_t n_oids;
-	bool denied;    /* the Parse was replaced by a denial (rules.c) */
-	json_t *params; /* portals: rendered Bind parameters */
-	char *stmt;     /* portals: the statement name bound */
+	bool denied;  /* the Parse was replaced by a denial (rules.c) */
+	char *params; /* portals: rendered Bind parameters, a JSON array as text */
+	size_t params_len;
+	char *stmt; /* portals: the statement name bound */
 };
 
 enum pend_kind {
-	PEND_QUERY, /* a simple Query: results until its ReadyForQuery */
-	PEND_EXEC,  /* an Execute: one completion */
-	PEND_SYNC,  /* a Sync: ends the extended batch */
+	PEND_QUERY,    /* a simple Query: results until its ReadyForQuery */
+	PEND_EXEC,     /* an Execute: one completion */
+	PEND_SYNC,     /* a Sync: ends the extended batch */
 	PEND_DESCRIBE, /* a Describe: ParameterDescription / RowDescription / NoData */
-	PEND_OTHER, /* a FunctionCall: a ReadyForQuery boundary, nothing recorded */
+	PEND_OTHER,    /* a FunctionCall: a ReadyForQuery boundary, nothing recorded */
 };
 
 struct rec_pending {
 	enum pend_kind kind;
-	uint64_t stmt;  /* statement number in the session; 0: not recorded (denied) */
-	bool refused;   /* replaced by a denial: the error is its result */
+	uint64_t stmt; /* statement number in the session; 0: not recorded (denied) */
+	bool refused;  /* replaced by a denial: the error is its result */
 	usec_t sent;
-	int part;       /* Query: results so far (multi-statement texts) */
+	int part; /* Query: results so far (multi-statement texts) */
 	json_t *columns;
 	json_t *rows;
 	char *name; /* Describe of a statement: its name (the types are learnt from 't') */
@@ -78,6 +80,8 @@ struct rec_pending {
 
 struct rec_client {
 	char session[40];
+	char session_json[44]; /* the same quoted as JSON (no escaping needed): set raw per event */
+	size_t session_json_len;
 	bool started; /* session_start recorded */
 	usec_t connect;
 	json_t *params; /* startup parameters without secrets */
@@ -101,6 +105,7 @@ static uint64_t session_counter;
 
 static enum pkt_action rec_client_msg(struct pv_socket *c, struct pkt *p);
 static enum pkt_action rec_server_msg(struct pv_socket *s, struct pkt *p);
+static void pend_pool_clear(void);
 
 /* --- parked events ----------------------------------------------------------------- */
 
@@ -109,7 +114,8 @@ static void on_room(evutil_socket_t fd, short what, void *arg);
 static void want_room(void)
 {
 	if (!room_ev) {
-		room_ev = event_new(G.base, recorder_room_fd(R), EV_READ | EV_PERSIST, on_room, NULL);
+		room_ev =
+		    event_new(G.base, recorder_room_fd(R), EV_READ | EV_PERSIST, on_room, NULL);
 		if (!room_ev) {
 			log_error("recorder: cannot watch the queue for room");
 			return;
@@ -235,9 +241,8 @@ static struct rec_policy *policy_copy(const struct rec_policy *src)
 static void set_hooks(bool on)
 {
 	pv_hooks.record_client = on && P->statements ? rec_client_msg : NULL;
-	pv_hooks.record_server = on && P->statements && P->results != REC_RESULTS_NONE
-	                             ? rec_server_msg
-	                             : NULL;
+	pv_hooks.record_server =
+	    on && P->statements && P->results != REC_RESULTS_NONE ? rec_server_msg : NULL;
 }
 
 /* Stop the running recorder (it writes everything queued); parked events stay parked. */
@@ -253,6 +258,8 @@ static void stop_running(void)
 	rec_policy_free(P);
 	P = NULL;
 	set_hooks(false);
+	rec_desc_clear();
+	pend_pool_clear();
 }
 
 static bool start_with(const struct rec_policy *pol, char *err, size_t errlen)
@@ -317,7 +324,8 @@ static void discard_parked(void)
 		n++;
 	}
 	if (n)
-		log_warning("recorder: off by RELOAD: events of %zu waiting clients not recorded", n);
+		log_warning("recorder: off by RELOAD: events of %zu waiting clients not recorded",
+		            n);
 }
 
 void record_reload(void)
@@ -333,6 +341,7 @@ void record_reload(void)
 		discard_parked();
 		return;
 	}
+	rec_desc_clear(); /* the classification may have changed with the reload */
 	if (R && !rec_policy_needs_restart(P, next)) {
 		/* statements/results/caps apply to new events at once */
 		P->statements = next->statements;
@@ -380,6 +389,8 @@ static struct rec_client *rc_get(struct pv_socket *c)
 		return NULL;
 	snprintf(rc->session, sizeof(rc->session), "%08x-%llu", session_prefix,
 	         (unsigned long long)++session_counter);
+	rc->session_json_len =
+	    (size_t)snprintf(rc->session_json, sizeof(rc->session_json), "\"%s\"", rc->session);
 	rc->connect = c->connect_time ? c->connect_time : now_usec();
 	rc->owner = c;
 	c->rec = rc;
@@ -392,7 +403,7 @@ static void named_clear(struct rec_named *n)
 	free(n->text);
 	free(n->oids);
 	free(n->stmt);
-	json_decref(n->params);
+	free(n->params);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -405,12 +416,49 @@ static void named_free_all(struct rec_named **v, size_t *n)
 	*n = 0;
 }
 
+/*
+ * Finished FIFO entries kept for reuse (loop thread only): every statement
+ * takes one to three (Describe, Execute, Sync), which was a calloc and a free
+ * each. Only while recording runs, so that nothing is left pooled after stop.
+ */
+#define PEND_POOL_MAX 256
+static struct rec_pending *pend_pool;
+static size_t pend_pooled;
+
 static void pend_free(struct rec_pending *e)
 {
 	json_decref(e->columns);
 	json_decref(e->rows);
 	free(e->name);
-	free(e);
+	if (R && pend_pooled < PEND_POOL_MAX) {
+		e->next = pend_pool;
+		pend_pool = e;
+		pend_pooled++;
+	} else {
+		free(e);
+	}
+}
+
+static struct rec_pending *pend_alloc(void)
+{
+	struct rec_pending *e = pend_pool;
+
+	if (!e)
+		return calloc(1, sizeof(*e));
+	pend_pool = e->next;
+	pend_pooled--;
+	memset(e, 0, sizeof(*e));
+	return e;
+}
+
+static void pend_pool_clear(void)
+{
+	while (pend_pool) {
+		struct rec_pending *e = pend_pool;
+		pend_pool = e->next;
+		free(e);
+	}
+	pend_pooled = 0;
 }
 
 static void waiters_remove(struct rec_client *rc)
@@ -461,19 +509,40 @@ static struct rec_named *named_find(struct rec_named *v, size_t n, const char *n
 	return NULL;
 }
 
-/* The entry for name, emptied for new content; the oldest is forgotten at the cap. */
+/*
+ * *slot = a copy of s (NULL: none), keeping the copy already there when it is
+ * the same text: clients re-Parse and re-Bind the unnamed statement and portal
+ * with the same text every time, which cost two allocations and frees each.
+ */
+static void keep_or_dup(char **slot, const char *s)
+{
+	if (*slot && s && strcmp(*slot, s) == 0)
+		return;
+	free(*slot);
+	*slot = s ? strdup(s) : NULL; /* out of memory: the text is unknown (null) */
+}
+
+/*
+ * The entry for name, emptied for new content but for its name, text and stmt
+ * (which the caller sets with keep_or_dup); the oldest is forgotten at the cap.
+ */
 static struct rec_named *named_slot(struct rec_named **v, size_t *n, const char *name)
 {
 	struct rec_named *e = named_find(*v, *n, name), *grown;
-	char *dup = strdup(name);
+	char *dup;
 
-	if (!dup)
-		return NULL;
 	if (e) {
+		char *keep_name = e->name, *keep_text = e->text, *keep_stmt = e->stmt;
+
+		e->name = e->text = e->stmt = NULL;
 		named_clear(e);
-		e->name = dup;
+		e->name = keep_name;
+		e->text = keep_text;
+		e->stmt = keep_stmt;
 		return e;
 	}
+	if (!(dup = strdup(name)))
+		return NULL;
 	if (*n == REC_MAX_TRACKED) {
 		named_clear(&(*v)[0]);
 		memmove(&(*v)[0], &(*v)[1], (*n - 1) * sizeof(**v));
@@ -502,167 +571,18 @@ static void named_remove(struct rec_named *v, size_t *n, const char *name)
 	--*n;
 }
 
-/* --- value rendering --------------------------------------------------------------- */
-
-static json_t *hex_json(const uint8_t *v, size_t len, size_t cap)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t n = len * 2 + 2 > cap ? (cap > 2 ? (cap - 2) / 2 : 0) : len;
-	char *buf = malloc(n * 2 + 3);
-	json_t *j;
-
-	if (!buf)
-		return NULL;
-	buf[0] = '\\';
-	buf[1] = 'x';
-	for (size_t i = 0; i < n; i++) {
-		buf[2 + 2 * i] = digits[v[i] >> 4];
-		buf[3 + 2 * i] = digits[v[i] & 15];
-	}
-	j = json_stringn(buf, n * 2 + 2);
-	free(buf);
-	return j;
-}
-
-/* Text capped at cap bytes (cut on a character boundary); hex when not UTF-8. */
-static json_t *text_json(const uint8_t *v, size_t len, size_t cap)
-{
-	size_t n = len > cap ? cap : len;
-	json_t *j;
-
-	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
-		n--;
-	j = json_stringn((const char *)v, n);
-	return j ? j : hex_json(v, len, cap);
-}
-
-/* text_json straight into an event member (no JSON object on the hot path). */
-static void text_set(struct rec_event *ev, const char *key, const uint8_t *v, size_t len,
-                     size_t cap)
-{
-	size_t n = len > cap ? cap : len;
-
-	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
-		n--;
-	if (!rec_event_strn(ev, key, (const char *)v, n))
-		rec_event_json(ev, key, hex_json(v, len, cap));
-}
-
-static int64_t be_int(const uint8_t *v, size_t len)
-{
-	uint64_t x = 0;
-	for (size_t i = 0; i < len; i++)
-		x = (x << 8) | v[i];
-	if (len < 8 && (v[0] & 0x80))
-		x |= ~UINT64_C(0) << (len * 8);
-	return (int64_t)x;
-}
-
-#define OID_BOOL 16
-#define OID_INT8 20
-#define OID_INT2 21
-#define OID_INT4 23
-
-/* A binary-format value by its type where the layout is known, else hex. */
-static json_t *binary_json(uint32_t oid, const uint8_t *v, size_t len, size_t cap)
-{
-	if (oid == OID_BOOL && len == 1)
-		return json_boolean(v[0] != 0);
-	if ((oid == OID_INT2 && len == 2) || (oid == OID_INT4 && len == 4) ||
-	    (oid == OID_INT8 && len == 8))
-		return json_integer(be_int(v, len));
-	return hex_json(v, len, cap);
-}
-
-/* --- statement metadata ----------------------------------------------------------- */
-
-static const char *class_of(const struct inspect_result *res)
-{
-	if (!res || res->parse_error)
-		return "unparsable";
-	for (int i = 0; i < 32; i++)
-		if (res->classes & (1u << i))
-			return inspect_class_name(1u << i) ? inspect_class_name(1u << i) : "other";
-	return "other";
-}
-
 /*
- * A DDL text that names a password (CREATE/ALTER ROLE ... PASSWORD '...')
- * keeps its string literals out of the record.
+ * A string literal that needs no escaping, set as ready JSON text: most
+ * events carry a few (protocol, sqlstate) and the UTF-8 check and escaping
+ * of each showed in the profile.
  */
-static char *redact_literals(const char *sql, size_t len)
-{
-	char *out = malloc(len + 1);
-	size_t n = 0;
-	bool in = false;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		if (sql[i] == '\'') {
-			if (!in)
-				memcpy(out + n, "'***", 4), n += 4;
-			in = !in;
-			if (!in)
-				out[n++] = '\'';
-		} else if (!in) {
-			out[n++] = sql[i];
-		}
-	}
-	out[n] = '\0';
-	return out;
-}
-
-static bool mentions_secret(const char *s, size_t len)
-{
-	static const char *const words[] = {"password", "secret", "token"};
-	for (size_t w = 0; w < 3; w++) {
-		size_t wl = strlen(words[w]);
-		for (size_t i = 0; i + wl <= len; i++)
-			if (strncasecmp(s + i, words[w], wl) == 0)
-				return true;
-	}
-	return false;
-}
-
-/* text, fingerprint, class, tags and context of a statement into ev. */
-static void describe_sql(struct rec_event *ev, const char *sql, size_t len)
-{
-	struct inspect_result *res = inspect_classify(sql, len);
-	char fp[17];
-	json_t *tags;
-
-	if (res && (res->classes & (SC_DDL | SC_ALTER)) && mentions_secret(sql, len)) {
-		char *red = redact_literals(sql, len);
-		rec_event_str(ev, "text", red);
-		free(red);
-	} else {
-		text_set(ev, "text", (const uint8_t *)sql, len, len);
-	}
-	if (res && !res->parse_error) {
-		/* %016llx without printf (every statement) */
-		for (int i = 15; i >= 0; i--)
-			fp[15 - i] = "0123456789abcdef"[(res->fingerprint >> (4 * i)) & 15];
-		fp[16] = '\0';
-		rec_event_str(ev, "fingerprint", fp);
-	}
-	rec_event_str(ev, "class", class_of(res));
-	if (res && res->n_statements > 1)
-		rec_event_int(ev, "statements", res->n_statements);
-	if (res)
-		inspect_release(res);
-	tags = sqlcomment_tags(sql, len);
-	if (tags) {
-		rec_event_json(ev, "context", sqlcomment_context(tags));
-		rec_event_json(ev, "tags", tags);
-	}
-}
+#define rec_event_lit(ev, key, lit) rec_event_raw((ev), (key), "\"" lit "\"", sizeof(lit) + 1)
 
 static struct rec_event *event_of(const struct rec_client *rc)
 {
-	struct rec_event *ev = rec_event_new();
+	struct rec_event *ev = recorder_event_new(R); /* reuses written events */
 	if (ev)
-		rec_event_str(ev, "session", rc->session);
+		rec_event_raw(ev, "session", rc->session_json, rc->session_json_len);
 	return ev;
 }
 
@@ -697,8 +617,9 @@ void record_startup_params(struct pv_socket *c, const struct startup_param *para
 		const char *k = params[i].key, *v = params[i].value;
 		/* "options" may carry -c settings with secrets; only its presence is kept */
 		json_object_set_new(rc->params, k,
-		                    secret_param(k) ? json_string("[redacted]")
-		                                    : text_json((const uint8_t *)v, strlen(v), 1024));
+		                    secret_param(k)
+		                        ? json_string("[redacted]")
+		                        : rec_text_json((const uint8_t *)v, strlen(v), 1024));
 	}
 }
 
@@ -794,12 +715,13 @@ static struct rec_client *rc_session(struct pv_socket *c)
 
 static struct rec_pending *pend_push(struct rec_client *rc, enum pend_kind kind, uint64_t stmt)
 {
-	struct rec_pending *e = calloc(1, sizeof(*e));
+	struct rec_pending *e = pend_alloc();
 	if (!e)
 		return NULL;
 	e->kind = kind;
 	e->stmt = stmt;
-	e->sent = now_usec();
+	/* only statements have a duration: a clock read less for Describe and Sync */
+	e->sent = kind == PEND_QUERY || kind == PEND_EXEC ? now_usec() : 0;
 	if (rc->pend_tail)
 		rc->pend_tail->next = e;
 	else
@@ -830,8 +752,8 @@ static void on_query(struct rec_client *rc, const struct pkt *p)
 	if (!sql || !(ev = event_of(rc)))
 		return;
 	rec_event_int(ev, "stmt", (json_int_t)++rc->n_stmt);
-	rec_event_str(ev, "protocol", "simple");
-	describe_sql(ev, sql, strlen(sql));
+	rec_event_lit(ev, "protocol", "simple");
+	rec_describe_cached(ev, sql, strlen(sql));
 	pend_push(rc, PEND_QUERY, rc->n_stmt);
 	emit(rc, "statement", ev);
 }
@@ -849,46 +771,12 @@ static void on_parse(struct rec_client *rc, const struct pkt *p, bool denied)
 	n = read_u16(&r);
 	if (!name || !sql || r.bad || !(e = named_slot(&rc->stmts, &rc->n_stmts, name)))
 		return;
-	e->text = strdup(sql);
+	keep_or_dup(&e->text, sql);
 	e->denied = denied;
 	e->oids = n ? calloc(n, sizeof(*e->oids)) : NULL;
 	for (uint16_t i = 0; e->oids && i < n; i++)
 		e->oids[i] = read_u32(&r);
 	e->n_oids = e->oids ? n : 0;
-}
-
-static uint16_t param_format(const uint8_t *fmts, uint16_t nfmt, uint16_t i)
-{
-	if (nfmt == 0)
-		return 0;
-	return (uint16_t)((fmts[nfmt == 1 ? 0 : 2 * i] << 8) | fmts[(nfmt == 1 ? 0 : 2 * i) + 1]);
-}
-
-/* Bind parameters as JSON: text as strings, binary by type where known. */
-static json_t *bind_params(struct pkt_reader *r, const struct rec_named *st)
-{
-	uint16_t nfmt = read_u16(r), n;
-	const uint8_t *fmts = read_bytes(r, (size_t)nfmt * 2);
-	json_t *arr = json_array();
-	size_t cap = (size_t)P->max_value_bytes;
-
-	n = read_u16(r);
-	if (nfmt > 1 && nfmt != n)
-		return arr;
-	for (uint16_t i = 0; arr && !r->bad && i < n; i++) {
-		int32_t len = (int32_t)read_u32(r);
-		const uint8_t *v = len > 0 ? read_bytes(r, (size_t)len) : (const uint8_t *)"";
-		uint32_t oid = st && i < st->n_oids ? st->oids[i] : 0;
-		if (r->bad)
-			break;
-		if (len < 0)
-			json_array_append_new(arr, json_null());
-		else if (param_format(fmts, nfmt, i) == 1)
-			json_array_append_new(arr, binary_json(oid, v, (size_t)len, cap));
-		else
-			json_array_append_new(arr, text_json(v, (size_t)len, cap));
-	}
-	return arr;
 }
 
 static void on_bind(struct rec_client *rc, const struct pkt *p)
@@ -905,10 +793,11 @@ static void on_bind(struct rec_client *rc, const struct pkt *p)
 	st = named_find(rc->stmts, rc->n_stmts, stmt);
 	if (!(e = named_slot(&rc->portals, &rc->n_portals, portal)))
 		return;
-	e->stmt = strdup(stmt);
-	e->text = st && st->text ? strdup(st->text) : NULL;
+	keep_or_dup(&e->stmt, stmt);
+	keep_or_dup(&e->text, st ? st->text : NULL);
 	e->denied = st && st->denied;
-	e->params = bind_params(&r, st);
+	e->params = rec_bind_params(&r, st ? st->oids : NULL, st ? st->n_oids : 0,
+	                            (size_t)P->max_value_bytes, &e->params_len);
 }
 
 static void on_execute(struct rec_client *rc, const struct pkt *p)
@@ -924,15 +813,18 @@ static void on_execute(struct rec_client *rc, const struct pkt *p)
 		return;
 	e = named_find(rc->portals, rc->n_portals, portal);
 	rec_event_int(ev, "stmt", (json_int_t)++rc->n_stmt);
-	rec_event_str(ev, "protocol", "extended");
+	rec_event_lit(ev, "protocol", "extended");
 	if (e && e->text)
-		describe_sql(ev, e->text, strlen(e->text));
+		rec_describe_cached(ev, e->text, strlen(e->text));
 	else
 		rec_event_null(ev, "text");
 	rec_event_str(ev, "statement_name", e && e->stmt ? e->stmt : NULL);
 	if (portal[0])
 		rec_event_str(ev, "portal", portal);
-	rec_event_json(ev, "params", e && e->params ? json_incref(e->params) : json_array());
+	if (e && e->params)
+		rec_event_raw(ev, "params", e->params, e->params_len);
+	else
+		rec_event_raw(ev, "params", "[]", 2);
 	if (e && e->denied)
 		rec_event_bool(ev, "denied", true);
 	pend_push(rc, PEND_EXEC, rc->n_stmt);
@@ -1084,12 +976,14 @@ static void on_complete(struct rec_client *rc, const struct pkt *p)
 		tag = tag ? tag : "";
 	}
 	if ((ev = result_event(rc, e))) {
+		long long rows = rows_of(tag);
+
 		rec_event_str(ev, "command_tag", tag);
-		if (rows_of(tag) >= 0)
-			rec_event_int(ev, "rows", rows_of(tag));
+		if (rows >= 0)
+			rec_event_int(ev, "rows", rows);
 		else
 			rec_event_null(ev, "rows");
-		rec_event_str(ev, "sqlstate", "00000");
+		rec_event_lit(ev, "sqlstate", "00000");
 		if (p->type == 's')
 			rec_event_bool(ev, "suspended", true);
 		emit(rc, "result", ev);
@@ -1138,7 +1032,8 @@ static void on_error(struct rec_client *rc, const struct pkt *p)
 		rec_event_null(ev, "rows");
 		rec_event_str(ev, "sqlstate", ef.sqlstate ? ef.sqlstate : "");
 		if (ef.message)
-			text_set(ev, "error", (const uint8_t *)ef.message, strlen(ef.message), 2048);
+			rec_text_set(ev, "error", (const uint8_t *)ef.message, strlen(ef.message),
+			             2048);
 		else
 			rec_event_null(ev, "error");
 		emit(rc, "result", ev);
@@ -1198,7 +1093,8 @@ static json_t *column_names(const struct pkt *p)
 		const char *name = read_string(&r);
 		read_bytes(&r, 18); /* table oid, attnum, type oid, typlen, typmod, format */
 		if (name)
-			json_array_append_new(cols, text_json((const uint8_t *)name, strlen(name), 256));
+			json_array_append_new(
+			    cols, rec_text_json((const uint8_t *)name, strlen(name), 256));
 	}
 	return cols;
 }
@@ -1245,9 +1141,9 @@ void record_result_row(struct pv_socket *client, const uint8_t *body, size_t len
 		const uint8_t *v = vl > 0 ? read_bytes(&r, (size_t)vl) : (const uint8_t *)"";
 		if (r.bad)
 			break;
-		json_array_append_new(row, vl < 0 ? json_null()
-		                                  : text_json(v, (size_t)vl,
-		                                              (size_t)P->max_value_bytes));
+		json_array_append_new(
+		    row, vl < 0 ? json_null()
+		                : rec_text_json(v, (size_t)vl, (size_t)P->max_value_bytes));
 	}
 	json_array_append_new(e->rows, row);
 }
@@ -1309,8 +1205,7 @@ static enum pkt_action rec_server_msg(struct pv_socket *s, struct pkt *p)
 
 /* --- decisions and admin commands ---------------------------------------------------------- */
 
-void record_refused(struct pv_socket *c, const struct pkt *p, const char *rule,
-                    const char *message)
+void record_refused(struct pv_socket *c, const struct pkt *p, const char *rule, const char *message)
 {
 	struct rec_client *rc;
 	struct pkt_reader r;
@@ -1336,7 +1231,7 @@ void record_refused(struct pv_socket *c, const struct pkt *p, const char *rule,
 	rec_event_str(ev, "rule", rule);
 	rec_event_str(ev, "message", message);
 	if (sql)
-		describe_sql(ev, sql, strlen(sql));
+		rec_describe_sql(ev, sql, strlen(sql));
 	emit(rc, "denial", ev);
 }
 
@@ -1357,7 +1252,7 @@ void record_approval(const struct approval *a, bool requested)
 	if (requested) {
 		rec_event_str(ev, "decision", "hold");
 		if (a->text)
-			describe_sql(ev, a->text, a->text_len);
+			rec_describe_sql(ev, a->text, a->text_len);
 		emit(rc, "approval_request", ev);
 		return;
 	}
@@ -1380,7 +1275,7 @@ static char *admin_text(const char *text)
 	while (isspace((unsigned char)*p))
 		p++;
 	if (strncasecmp(p, "SET", 3) != 0 || !isspace((unsigned char)p[3]))
-		return strdup(mentions_secret(text, strlen(text)) ? "[redacted]" : text);
+		return strdup(rec_mentions_secret(text, strlen(text)) ? "[redacted]" : text);
 	for (k = p + 3; isspace((unsigned char)*k); k++)
 		;
 	klen = strcspn(k, " \t\r\n=");
@@ -1403,7 +1298,6 @@ void record_admin(struct pv_socket *c, const char *text)
 	rec_event_str(ev, "command", safe);
 	free(safe);
 	rec_event_str(ev, "admin_user", c->startup_user ? c->startup_user : "");
-	rec_event_str(ev, "identity",
-	                    c->identity ? c->identity->subject : NULL);
+	rec_event_str(ev, "identity", c->identity ? c->identity->subject : NULL);
 	emit(rc, "admin", ev);
 }

@@ -6,11 +6,18 @@
  * errors), back-pressure (drop counting, the room eventfd) and the statistics
  * behind SHOW RECORDER. Files and the hash chain live in recorder_file.c.
  *
+ * The queue is a lock-free single-producer / single-consumer ring
+ * (include/recorder_ring.h explains its memory ordering): the loop queues an
+ * event with one slot copy, a sequentially consistent store of the tail and a
+ * load of the writer's sleep flag, no mutex. The mutex and condition
+ * variable remain only for the writer's sleep: the loop takes the mutex just to
+ * signal a writer that sleeps waiting for it (the ring's sleep flag says so).
+ *
  * Why the ring is peeked, not popped: the writer reads slots [head, head+n)
- * outside the mutex and only pops them once they are on disk. The loop only
- * ever fills the slot at head+count while count < cap, so those slots are
- * stable, and an event that fails to write stays queued (and keeps counting
- * against the queue, which is what makes BLOCK mode hold clients back).
+ * and only pops them once they are on disk. The loop only ever fills slots
+ * past tail while the ring has room, so those slots are stable, and an event
+ * that fails to write stays queued (and keeps counting against the queue,
+ * which is what makes BLOCK mode hold clients back).
  */
 #include "recorder.h"
 
@@ -25,6 +32,7 @@
 #include <unistd.h>
 
 #include "recorder_file.h"
+#include "recorder_ring.h"
 #include "util.h"
 
 #define REC_DEFAULT_QUEUE 4096
@@ -35,20 +43,20 @@
 #define REC_BUSY_USEC     20000            /* ...if the last pass was this recent (else write now) */
 #define REC_WAKE_MAX      1024             /* ...unless this many events (or half the queue) wait */
 #define REC_PASS_MAX      1024             /* events written per pass: pop (make room) this often */
+#define REC_POOL_EVENTS   1024             /* written events kept for the loop to reuse */
 
 struct recorder {
 	struct rec_config cfg; /* deep copy */
 	pthread_t thread;
-	pthread_mutex_t lock; /* ring, stopping, want_room, drops */
+	pthread_mutex_t lock; /* the writer's sleep (cond); stopping and paused change under it */
 	pthread_cond_t cond;  /* work for the writer */
-	struct rec_slot *ring;
-	size_t cap, head, count;
-	bool stopping;
-	bool idle;      /* the writer waits on cond: emit signals only then, and only at 1 and wake_at */
-	usec_t last_pass; /* mono time the writer last wrote events (writer thread only) */
-	size_t wake_at; /* queued events that end the writer's linger early */
-	bool want_room; /* a REC_FULL was returned; signal room_fd when space returns */
-	uint64_t drops;
+	struct rec_slot *slots;
+	struct rec_ring q;    /* slots as a lock-free queue: the loop produces, the writer consumes */
+	struct rec_pool pool; /* written events back to the loop: the writer produces */
+	void *pool_cells[REC_POOL_EVENTS];
+	atomic_bool stopping; /* set under lock; the loop (which stops) reads it without */
+	usec_t last_pass;     /* mono time the writer last wrote events (writer thread only) */
+	atomic_uint_fast64_t drops;
 	int room_fd;
 	atomic_bool paused;
 	atomic_int fault;
@@ -98,6 +106,8 @@ static void abstime_in(struct timespec *ts, usec_t usec)
  * sleeps on until REC_LINGER_USEC has passed or wake_at events are queued (emit
  * signals then), and writes them as a batch. After a quiet spell the first
  * event is written at once, so a lone event is not delayed.
+ * The sleep is announced in the ring (rec_ring_may_sleep) so that the loop
+ * signals only a writer that waits, and only for what it waits for.
  */
 static void wait_work(struct recorder *r)
 {
@@ -105,23 +115,32 @@ static void wait_work(struct recorder *r)
 	bool lingering = false;
 
 	abstime_in(&deadline, REC_TICK_USEC);
-	while (!r->stopping) {
+	while (!atomic_load(&r->stopping)) {
 		bool paused = atomic_load(&r->paused);
+		size_t n = rec_ring_depth(&r->q);
+		enum rec_sleep mode;
+		int rc;
 
-		if (!paused && r->count >= r->wake_at)
+		if (!paused && n >= r->q.wake_at)
 			break;
-		if (!paused && r->count > 0 && !lingering) {
-			if (mono_usec() - r->last_pass >= REC_BUSY_USEC)
+		/*
+		 * While busy, linger even before the first event of the next batch
+		 * comes: waiting for it instead cost the loop a futex wake and the
+		 * writer a context switch per batch, only to start the linger then.
+		 */
+		if (!paused && !lingering && (n > 0 || mono_usec() - r->last_pass < REC_BUSY_USEC)) {
+			if (n > 0 && mono_usec() - r->last_pass >= REC_BUSY_USEC)
 				break;
 			abstime_in(&deadline, REC_LINGER_USEC);
 			lingering = true;
 		}
-		r->idle = true;
-		if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
-			r->idle = false;
+		mode = paused ? REC_SLEEP_PAUSED : lingering ? REC_SLEEP_LINGER : REC_SLEEP_EMPTY;
+		if (!rec_ring_may_sleep(&r->q, mode))
+			continue; /* what we would wait for came meanwhile */
+		rc = pthread_cond_timedwait(&r->cond, &r->lock, &deadline);
+		rec_ring_awake(&r->q);
+		if (rc == ETIMEDOUT)
 			break; /* linger over (write) or tick (periodic work) */
-		}
-		r->idle = false;
 	}
 }
 
@@ -130,49 +149,42 @@ static size_t write_slots(struct recorder *r, size_t head, size_t n, int *err)
 {
 	size_t done = 0;
 
-	*err = n ? recw_write_batch(&r->w, r->ring, r->cap, head, n, &done) : 0;
+	*err = n ? recw_write_batch(&r->w, r->slots, r->q.cap, head, n, &done) : 0;
 	return done;
 }
 
 /*
  * Pop `done` written slots (from head, which only this thread moves) and wake a
- * loop waiting for room. The events are freed before taking the lock: the loop
- * never touches these slots, and freeing under the lock made emit wait.
+ * loop waiting for room. The events are freed before they are released: once
+ * head moves past a slot the loop may overwrite it.
  */
 static void pop_slots(struct recorder *r, size_t head, size_t done)
 {
 	uint64_t one = 1;
 
 	for (size_t i = 0; i < done; i++) {
-		struct rec_slot *s = &r->ring[(head + i) % r->cap];
+		struct rec_slot *s = &r->slots[(head + i) % r->q.cap];
 
 		json_decref(s->fields);
-		rec_event_free(s->ev);
+		if (s->ev) {
+			rec_event_reset(s->ev); /* frees its grown text here, not on the loop */
+			if (!rec_pool_put(&r->pool, s->ev))
+				rec_event_free(s->ev);
+		}
 		s->fields = NULL;
 		s->ev = NULL;
 	}
-	pthread_mutex_lock(&r->lock);
-	r->head = (r->head + done) % r->cap;
-	r->count -= done;
-	if (done && r->want_room) {
-		r->want_room = false;
-		if (write(r->room_fd, &one, sizeof(one)) < 0) {
-			/* the counter is saturated: the fd is readable already */
-		}
+	if (rec_ring_pop(&r->q, done) && write(r->room_fd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the fd is readable already */
 	}
-	pthread_mutex_unlock(&r->lock);
 }
 
 /* At stop on a disk that keeps failing: count what cannot be written as dropped. */
 static void abandon_queue(struct recorder *r)
 {
-	size_t head, n;
+	size_t head, n = rec_ring_peek(&r->q, &head);
 
-	pthread_mutex_lock(&r->lock);
-	r->drops += r->count;
-	head = r->head;
-	n = r->count;
-	pthread_mutex_unlock(&r->lock);
+	atomic_fetch_add_explicit(&r->drops, n, memory_order_relaxed);
 	pop_slots(r, head, n);
 }
 
@@ -188,10 +200,10 @@ static void *writer_main(void *arg)
 
 		pthread_mutex_lock(&r->lock);
 		wait_work(r);
-		head = r->head;
-		n = atomic_load(&r->paused) && !r->stopping ? 0 : r->count;
+		stopping = atomic_load(&r->stopping);
+		n = rec_ring_peek(&r->q, &head);
+		n = atomic_load(&r->paused) && !stopping ? 0 : n;
 		n = n > REC_PASS_MAX ? REC_PASS_MAX : n;
-		stopping = r->stopping;
 		pthread_mutex_unlock(&r->lock);
 
 		if ((err = recw_tick(&r->w, mono_usec())) != 0)
@@ -230,19 +242,21 @@ static struct recorder *alloc_recorder(const struct rec_config *cfg)
 		free(r);
 		return NULL;
 	}
-	r->cap = r->cfg.queue_size;
-	r->wake_at = r->cap / 2 > REC_WAKE_MAX ? REC_WAKE_MAX : r->cap / 2;
-	r->wake_at = r->wake_at ? r->wake_at : 1;
-	r->ring = calloc(r->cap, sizeof(*r->ring));
+	r->slots = calloc(r->cfg.queue_size, sizeof(*r->slots));
 	r->room_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!r->ring || r->room_fd < 0) {
+	if (!r->slots || r->room_fd < 0) {
 		if (r->room_fd >= 0)
 			close(r->room_fd);
-		free(r->ring);
+		free(r->slots);
 		free_config(&r->cfg);
 		free(r);
 		return NULL;
 	}
+	rec_ring_init(&r->q, r->slots, r->cfg.queue_size,
+	              r->cfg.queue_size / 2 > REC_WAKE_MAX ? REC_WAKE_MAX : r->cfg.queue_size / 2);
+	rec_pool_init(&r->pool, r->pool_cells, REC_POOL_EVENTS);
+	atomic_init(&r->stopping, false);
+	atomic_init(&r->drops, 0);
 	atomic_init(&r->paused, false);
 	atomic_init(&r->fault, 0);
 	r->w.cfg = &r->cfg;
@@ -254,9 +268,16 @@ static struct recorder *alloc_recorder(const struct rec_config *cfg)
 
 static void free_recorder(struct recorder *r)
 {
+	size_t head, n = rec_ring_peek(&r->q, &head);
+	void *ev;
+
+	/* nothing is left after a normal stop; this only frees, it writes nothing */
+	pop_slots(r, head, n);
+	while ((ev = rec_pool_take(&r->pool)) != NULL)
+		rec_event_free(ev);
 	recw_free(&r->w);
 	close(r->room_fd);
-	free(r->ring);
+	free(r->slots);
 	free_config(&r->cfg);
 	free(r);
 }
@@ -311,7 +332,7 @@ void recorder_stop(struct recorder *r)
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->lock);
-	r->stopping = true;
+	atomic_store(&r->stopping, true);
 	atomic_store(&r->paused, false);
 	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);
@@ -324,37 +345,35 @@ void recorder_stop(struct recorder *r)
 	free_recorder(r);
 }
 
-/* Full queue or stopping (lock held): the outcome, with the side effects on the counters. */
-static enum rec_enqueue refuse(struct recorder *r)
-{
-	if (r->stopping)
-		return REC_ERROR;
-	if (r->cfg.on_backpressure == REC_BP_BLOCK) {
-		r->want_room = true;
-		return REC_FULL;
-	}
-	r->drops++;
-	return REC_DROPPED;
-}
-
-/* Queue a filled slot in O(1) under the lock; waking the writer only when it needs it. */
+/*
+ * Queue a filled slot in O(1) without a lock; take the lock only to wake a
+ * writer that sleeps waiting for this event. Refused when full (BLOCK: the
+ * ring remembers to signal room_fd; DROP: counted) or when stopping (which
+ * only the loop itself sets, after its last emit).
+ */
 static enum rec_enqueue enqueue(struct recorder *r, const struct rec_slot *slot)
 {
-	enum rec_enqueue res = REC_OK;
+	bool wake = false;
 
-	pthread_mutex_lock(&r->lock);
-	if (r->count == r->cap || r->stopping) {
-		res = refuse(r);
-	} else {
-		r->ring[(r->head + r->count) % r->cap] = *slot;
-		r->count++;
-		if (r->idle && (r->count == 1 || r->count >= r->wake_at)) {
-			r->idle = false; /* one signal per sleep */
-			pthread_cond_signal(&r->cond);
-		}
+	if (atomic_load_explicit(&r->stopping, memory_order_relaxed))
+		return REC_ERROR;
+	if (r->cfg.on_backpressure == REC_BP_DROP && !rec_ring_has_room(&r->q)) {
+		atomic_fetch_add_explicit(&r->drops, 1, memory_order_relaxed);
+		return REC_DROPPED; /* no want_room: nobody waits for room in drop mode */
 	}
-	pthread_mutex_unlock(&r->lock);
-	return res;
+	if (!rec_ring_push(&r->q, slot, &wake)) {
+		if (r->cfg.on_backpressure == REC_BP_BLOCK)
+			return REC_FULL;
+		atomic_fetch_add_explicit(&r->drops, 1, memory_order_relaxed);
+		return REC_DROPPED;
+	}
+	if (wake) {
+		pthread_mutex_lock(&r->lock);
+		if (rec_ring_claim_wake(&r->q))
+			pthread_cond_signal(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+	}
+	return REC_OK;
 }
 
 enum rec_enqueue recorder_emit(struct recorder *r, const char *type, json_t *fields)
@@ -393,14 +412,16 @@ enum rec_enqueue recorder_emit_event(struct recorder *r, const char *type, struc
 	return res;
 }
 
+struct rec_event *recorder_event_new(struct recorder *r)
+{
+	struct rec_event *e = r ? rec_pool_take(&r->pool) : NULL;
+
+	return e ? e : rec_event_new();
+}
+
 bool recorder_has_room(struct recorder *r)
 {
-	bool room;
-
-	pthread_mutex_lock(&r->lock);
-	room = r->count < r->cap;
-	pthread_mutex_unlock(&r->lock);
-	return room;
+	return rec_ring_has_room(&r->q);
 }
 
 int recorder_room_fd(struct recorder *r)
@@ -422,10 +443,8 @@ void recorder_stats(struct recorder *r, struct rec_stats *out)
 	pthread_mutex_lock(&r->stats_lock);
 	*out = r->stats;
 	pthread_mutex_unlock(&r->stats_lock);
-	pthread_mutex_lock(&r->lock);
-	out->queue_depth = r->count;
-	out->drops = r->drops;
-	pthread_mutex_unlock(&r->lock);
+	out->queue_depth = rec_ring_depth(&r->q);
+	out->drops = atomic_load_explicit(&r->drops, memory_order_relaxed);
 }
 
 void recorder_test_pause(struct recorder *r, bool paused)

@@ -281,36 +281,59 @@ static int cmp_member(const void *a, const void *b)
 	return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
 }
 
-/* a > b in strcmp order; most of our keys differ in the first byte, which saves the call. */
-static inline bool key_after(const char *a, const char *b)
+/*
+ * Sorting: an event has ~16 members (its own and the envelope's), sorted for
+ * every event. Moving 40-byte members and calling strcmp for keys that share
+ * a first letter (session, seq, stmt, statement_name) was most of the sort's
+ * cost, so the sort moves 16-byte (prefix, index) pairs and compares the
+ * keys' first 8 bytes as one number: big-endian and zero-padded, so numbers
+ * order as strcmp orders the keys, except that equal numbers with a non-zero
+ * last byte need the rest of the keys compared.
+ */
+struct key_order {
+	uint64_t prefix;
+	size_t idx;
+};
+
+static inline uint64_t key_prefix(const char *k)
 {
-	if (a[0] != b[0])
-		return (unsigned char)a[0] > (unsigned char)b[0];
-	return strcmp(a, b) > 0;
+	uint64_t p = 0;
+	int i = 0;
+
+	for (; i < 8 && k[i]; i++)
+		p = (p << 8) | (unsigned char)k[i];
+	return i == 0 ? 0 : p << (8 * (8 - i)); /* (a shift by 64 would be undefined) */
 }
 
-static void sort_members(struct member *m, size_t n)
+/* a after b in strcmp order. */
+static inline bool key_after(const struct key_order *a, const struct key_order *b,
+                             const struct member *m)
 {
-	if (n > 32) {
-		qsort(m, n, sizeof(*m), cmp_member);
-		return;
-	}
-	for (size_t i = 1; i < n; i++) {
-		struct member x = m[i];
+	if (a->prefix != b->prefix)
+		return a->prefix > b->prefix;
+	return (a->prefix & 0xff) && strcmp(m[a->idx].key + 8, m[b->idx].key + 8) > 0;
+}
+
+/* The order of m by key into ord (n entries, n <= 32 + 5). */
+static void sort_members(const struct member *m, size_t n, struct key_order *ord)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct key_order x = {key_prefix(m[i].key), i};
 		size_t j = i;
-		for (; j > 0 && key_after(m[j - 1].key, x.key); j--)
-			m[j] = m[j - 1];
-		m[j] = x;
+
+		for (; j > 0 && key_after(&ord[j - 1], &x, m); j--)
+			ord[j] = ord[j - 1];
+		ord[j] = x;
 	}
 }
 
 /* A key that needs no escaping (all of ours): "key": copied in one go. */
 static bool put_plain_key(struct rec_buf *b, const char *key)
 {
-	size_t n = strlen(key);
+	size_t n = 0;
 
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)key[i] < 0x20 || key[i] == '"' || key[i] == '\\')
+	for (; key[n]; n++) /* length and check in one pass */
+		if ((unsigned char)key[n] < 0x20 || key[n] == '"' || key[n] == '\\')
 			return false;
 	if (!rb_reserve(b, n + 3))
 		return true; /* oom is latched */
@@ -322,23 +345,39 @@ static bool put_plain_key(struct rec_buf *b, const char *key)
 	return true;
 }
 
+static void ser_member(struct rec_buf *b, const struct member *m)
+{
+	if (!put_plain_key(b, m->key)) {
+		ser_string(b, m->key, strlen(m->key));
+		rb_putc(b, ':');
+	}
+	if (m->val)
+		ser_value(b, m->val);
+	else if (m->str)
+		ser_string(b, m->str, strlen(m->str));
+	else
+		rb_put(b, m->raw, m->rawlen);
+}
+
 static void ser_members(struct rec_buf *b, struct member *m, size_t n)
 {
-	sort_members(m, n);
+	struct key_order ord[REC_EVENT_MEMBERS + 5];
+
 	rb_putc(b, '{');
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			rb_putc(b, ',');
-		if (!put_plain_key(b, m[i].key)) {
-			ser_string(b, m[i].key, strlen(m[i].key));
-			rb_putc(b, ':');
+	if (n > sizeof(ord) / sizeof(ord[0])) { /* big jansson objects: sort the members */
+		qsort(m, n, sizeof(*m), cmp_member);
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				rb_putc(b, ',');
+			ser_member(b, &m[i]);
 		}
-		if (m[i].val)
-			ser_value(b, m[i].val);
-		else if (m[i].str)
-			ser_string(b, m[i].str, strlen(m[i].str));
-		else
-			rb_put(b, m[i].raw, m[i].rawlen);
+	} else {
+		sort_members(m, n, ord);
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				rb_putc(b, ',');
+			ser_member(b, &m[ord[i].idx]);
+		}
 	}
 	rb_putc(b, '}');
 }
@@ -523,6 +562,15 @@ struct rec_event *rec_event_new(void)
 	return e;
 }
 
+void rec_event_reset(struct rec_event *e)
+{
+	if (!e->text.borrowed)
+		free(e->text.p);
+	e->text = (struct rec_buf){e->inline_text, 0, sizeof(e->inline_text), false, true};
+	e->n = 0;
+	e->failed = false;
+}
+
 void rec_event_free(struct rec_event *e)
 {
 	if (!e)
@@ -549,7 +597,8 @@ static void member_end(struct rec_event *e, const char *key, size_t start)
 		e->failed = true;
 		return;
 	}
-	for (i = 0; i < e->n && strcmp(e->m[i].key, key) != 0; i++)
+	/* keys are literals: most differ in the first byte, which spares the strcmp */
+	for (i = 0; i < e->n && (e->m[i].key[0] != key[0] || strcmp(e->m[i].key, key) != 0); i++)
 		;
 	if (i == REC_EVENT_MEMBERS) {
 		e->failed = true;
@@ -570,6 +619,21 @@ static void member_raw(struct rec_event *e, const char *key, const char *raw, si
 		return;
 	rb_put(&e->text, raw, n);
 	member_end(e, key, start);
+}
+
+bool rec_event_ok(const struct rec_event *e)
+{
+	return e && !e->failed;
+}
+
+void rec_event_merge(struct rec_event *dst, const struct rec_event *src)
+{
+	if (src->failed) {
+		dst->failed = true;
+		return;
+	}
+	for (size_t i = 0; i < src->n; i++)
+		member_raw(dst, src->m[i].key, src->text.p + src->m[i].off, src->m[i].len);
 }
 
 /* Valid UTF-8 as jansson accepts it: no overlongs, surrogates or code points past U+10FFFF. */
@@ -660,6 +724,89 @@ void rec_event_json(struct rec_event *e, const char *key, json_t *v)
 		member_end(e, key, start);
 	}
 	json_decref(v);
+}
+
+void rec_event_raw(struct rec_event *e, const char *key, const char *json, size_t n)
+{
+	member_raw(e, key, json, n);
+}
+
+/* --- arrays built as text ------------------------------------------------------------------ */
+
+/* The array's buffer as a rec_buf (its storage is always ours: never borrowed). */
+static struct rec_buf jarray_buf(const struct rec_jarray *a)
+{
+	return (struct rec_buf){a->p, a->len, a->cap, a->oom, false};
+}
+
+static void jarray_keep(struct rec_jarray *a, const struct rec_buf *b)
+{
+	a->p = b->p;
+	a->len = b->len;
+	a->cap = b->cap;
+	a->oom = b->oom;
+	a->n++;
+}
+
+/* "[" before the first element, "," before the others. */
+static void jarray_sep(const struct rec_jarray *a, struct rec_buf *b)
+{
+	rb_putc(b, a->n ? ',' : '[');
+}
+
+static void jarray_raw(struct rec_jarray *a, const char *raw, size_t n)
+{
+	struct rec_buf b = jarray_buf(a);
+
+	jarray_sep(a, &b);
+	rb_put(&b, raw, n);
+	jarray_keep(a, &b);
+}
+
+void rec_jarray_null(struct rec_jarray *a)
+{
+	jarray_raw(a, "null", 4);
+}
+
+void rec_jarray_bool(struct rec_jarray *a, bool v)
+{
+	jarray_raw(a, v ? "true" : "false", v ? 4 : 5);
+}
+
+void rec_jarray_int(struct rec_jarray *a, int64_t v)
+{
+	struct rec_buf b = jarray_buf(a);
+
+	jarray_sep(a, &b);
+	rb_puti(&b, (json_int_t)v);
+	jarray_keep(a, &b);
+}
+
+bool rec_jarray_strn(struct rec_jarray *a, const char *s, size_t n)
+{
+	struct rec_buf b;
+
+	if (!utf8_valid((const unsigned char *)s, n))
+		return false;
+	b = jarray_buf(a);
+	jarray_sep(a, &b);
+	ser_string(&b, s, n);
+	jarray_keep(a, &b);
+	return true;
+}
+
+char *rec_jarray_finish(struct rec_jarray *a, size_t *len)
+{
+	struct rec_buf b = jarray_buf(a);
+	char *out;
+
+	rb_put(&b, a->n ? "]" : "[]", a->n ? 1 : 2);
+	out = b.oom ? NULL : b.p;
+	*len = out ? b.len : 0;
+	if (!out)
+		free(b.p);
+	*a = (struct rec_jarray){0};
+	return out;
 }
 
 /* SHA-256 on the writer's reused context, or HMAC (rec_hash_hex) with a key. */

@@ -275,6 +275,60 @@ def test_no_secrets_in_recording(pooler, table):
         assert secret.encode() not in blob, secret
 
 
+
+def test_repeated_texts_recorded_exactly(pooler, table):
+    """Descriptions of repeated texts are reused (record_events.c): every
+    statement still carries its own exact text, literals included, and a
+    repeated text the same class and fingerprint; a redacted text stays
+    redacted however often it comes."""
+    # DDL allowed here, so that ALTER ROLE ... PASSWORD is recorded as a statement
+    p = make(pooler, policy(rules="rules:\n  - name: hold-truncate\n"
+                                  "    when: {statements: [truncate]}\n"
+                                  "    action: approve\ndefault: allow\n"))
+    simple = ["SELECT 1 AS rep /*rep*/", "SELECT 1 AS rep /*rep*/", "SELECT 2 AS rep /*rep*/",
+              "SELECT 1 AS rep /*rep*/", "SELECT 'x' AS rep /*rep*/", "SELECT 1 AS rep /*rep*/",
+              "SELECT 'y' AS rep /*rep*/", "SELECT 'x' AS rep /*rep*/"]
+    many = [f"SELECT {i:03d} AS rep_many" for i in range(300)]
+    with p.raw() as c:
+        c.login("md5user", password=PASSWORDS["md5user"])
+        for q in simple:
+            c.query(q)
+        for _ in range(3):
+            c.query("ALTER ROLE rec_no_such_role PASSWORD 'sekrit-rep'")
+        # more same-length texts than the cache has slots: some must share one
+        for q in many:
+            c.query(q)
+            c.query(q)
+    with p.connect() as conn:
+        for i in range(6):
+            conn.execute("SELECT %s::int AS rep_ext /*repx*/", (i,))
+            conn.execute("SELECT %s::text AS rep_ext2 /*repx*/", (str(i),))
+    ev = wait_events(p, lambda ev: len(of(ev, "session_end")) >= 2, what="session_end")
+    stmts = of(ev, "statement")
+    got = [s["text"] for s in stmts if "/*rep*/" in (s["text"] or "")]
+    assert got == simple
+    assert [s["text"] for s in stmts if "rep_many" in (s["text"] or "")] == \
+        [q for q in many for _ in range(2)]
+    for text in set(simple):
+        same = [s for s in stmts if s["text"] == text]
+        assert len({(s["class"], s.get("fingerprint")) for s in same}) == 1, text
+    ddl = [s for s in stmts if "rec_no_such_role" in (s["text"] or "")]
+    assert len(ddl) == 3
+    assert all("sekrit-rep" not in s["text"] and "'***'" in s["text"] for s in ddl)
+    ext = [s for s in stmts if "/*repx*/" in (s["text"] or "")]
+    assert [s["text"] for s in ext] == ["SELECT $1::int AS rep_ext /*repx*/",
+                                        "SELECT $1::text AS rep_ext2 /*repx*/"] * 6
+    assert [s["params"] for s in ext if "rep_ext " in s["text"]] in (
+        [[i] for i in range(6)], [[str(i)] for i in range(6)])
+    assert [s["params"] for s in ext if "rep_ext2" in s["text"]] == [[str(i)] for i in range(6)]
+    assert all(s["protocol"] == "extended" and s["class"] == ext[0]["class"] for s in ext)
+    blob = b""
+    for path in glob.glob(os.path.join(rec_dir(p), "*")):
+        with open(path, "rb") as f:
+            blob += f.read()
+    assert b"sekrit-rep" not in blob
+    verify_ok(p)
+
 def show_until(p, pred, timeout=10):
     box = {}
 

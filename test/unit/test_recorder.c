@@ -21,6 +21,11 @@
 
 #include "recorder.h"
 #include "recorder_file.h"
+#include "recorder_ring.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
 
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -37,6 +42,7 @@ struct scan {
 	uint64_t bytes;  /* total size of the files */
 	json_t *deleted; /* names retention reported */
 	char first_prev_file[128];
+	int recycled_bad; /* test_recycled_events: "n" events whose members are not as emitted */
 };
 
 static int is_recording(const struct dirent *d)
@@ -104,6 +110,10 @@ static void note_event(struct scan *s, json_t *ev, int lineno, const char *name,
 	}
 	if (strcmp(type, "ev") == 0)
 		s->user_events++;
+	if (strcmp(type, "ev") == 0 && json_object_get(ev, "n"))
+		s->recycled_bad += (json_integer_value(json_object_get(ev, "n")) % 7 == 0) !=
+		                   (json_object_get(ev, "big") != NULL) ||
+		                   json_object_size(ev) != 6 + (json_object_get(ev, "big") != NULL);
 	if (strcmp(type, "recovery") == 0)
 		s->recovery++;
 	if (strcmp(type, "retention") == 0) {
@@ -517,6 +527,19 @@ static void test_serializer_matches_jansson(void **state)
 	many = json_object();
 	expect_same_bytes(many, "ev");
 	json_decref(many);
+	/* the sort compares 8-byte key prefixes: keys equal in 8 bytes, shorter, empty, high bytes */
+	many = json_object();
+	{
+		static const char *const keys[] = {"statement_name", "statements", "statemen",
+		                                   "statement", "statemenz", "statemen\x7f", "",
+		                                   "a", "abcdefgh", "abcdefgi", "abcdefg",
+		                                   "abcdefgh\xc3\xa9", "\xc3\xa9", "zzzzzzzzz", "s",
+		                                   "sequence", "types", "pre"};
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			json_object_set_new(many, keys[i], json_integer((json_int_t)i));
+	}
+	expect_same_bytes(many, "ev");
+	json_decref(many);
 }
 
 /* An event built with rec_event_* serializes as the same object built with jansson. */
@@ -596,6 +619,333 @@ static void test_built_events_recorded(void **state)
 	scan_free(&s);
 }
 
+/* --- the lock-free ring (include/recorder_ring.h) ------------------------------------ */
+
+static struct rec_slot ring_slot(usec_t n)
+{
+	struct rec_slot s = {NULL, NULL, n, "ev"};
+	return s;
+}
+
+/* Push one event; asserts it went in and returns the wake hint. */
+static bool ring_push_ok(struct rec_ring *q, usec_t n)
+{
+	struct rec_slot s = ring_slot(n);
+	bool wake = true;
+
+	assert_true(rec_ring_push(q, &s, &wake));
+	return wake;
+}
+
+static void test_ring_full_empty_wrap(void **state)
+{
+	struct rec_slot slots[4];
+	struct rec_ring q;
+	struct rec_slot s = ring_slot(99);
+	size_t head;
+	bool wake;
+
+	(void)state;
+	rec_ring_init(&q, slots, 4, 2);
+	assert_int_equal(rec_ring_peek(&q, &head), 0);
+	/* many laps around 4 slots: order kept, full at exactly cap, empty after */
+	for (usec_t lap = 0, next = 0, got = 0; lap < 10; lap++) {
+		for (int i = 0; i < 4; i++) {
+			assert_true(rec_ring_has_room(&q));
+			(void)ring_push_ok(&q, (usec_t)next++);
+		}
+		assert_false(rec_ring_has_room(&q));
+		assert_false(rec_ring_push(&q, &s, &wake));
+		assert_int_equal(rec_ring_depth(&q), 4);
+		/* pop unevenly (3 then 1) so that head and tail are out of phase */
+		assert_int_equal(rec_ring_peek(&q, &head), 4);
+		for (size_t i = 0; i < 3; i++)
+			assert_int_equal(slots[(head + i) % 4].ts, got++);
+		(void)rec_ring_pop(&q, 3);
+		assert_int_equal(rec_ring_peek(&q, &head), 1);
+		assert_int_equal(slots[head % 4].ts, got++);
+		(void)rec_ring_pop(&q, 1);
+		assert_int_equal(rec_ring_depth(&q), 0);
+	}
+	/* partial fill across the wrap point */
+	(void)ring_push_ok(&q, 1000);
+	(void)ring_push_ok(&q, 1001);
+	(void)rec_ring_pop(&q, 1);
+	(void)ring_push_ok(&q, 1002);
+	(void)ring_push_ok(&q, 1003);
+	(void)ring_push_ok(&q, 1004);
+	assert_false(rec_ring_has_room(&q));
+	assert_int_equal(rec_ring_peek(&q, &head), 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(slots[(head + i) % 4].ts, 1001 + (usec_t)i);
+}
+
+static void test_ring_want_room(void **state)
+{
+	struct rec_slot slots[2];
+	struct rec_ring q;
+	struct rec_slot s = ring_slot(7);
+	bool wake;
+
+	(void)state;
+	rec_ring_init(&q, slots, 2, 1);
+	(void)ring_push_ok(&q, 1);
+	assert_false(rec_ring_pop(&q, 1)); /* nobody was refused: no room signal */
+	(void)ring_push_ok(&q, 2);
+	(void)ring_push_ok(&q, 3);
+	assert_false(rec_ring_push(&q, &s, &wake)); /* refused: remembers to signal */
+	assert_false(rec_ring_pop(&q, 0));          /* nothing freed: no signal yet */
+	assert_true(rec_ring_pop(&q, 1));           /* room: signal once... */
+	(void)ring_push_ok(&q, 4);
+	assert_false(rec_ring_pop(&q, 1)); /* ...not again */
+}
+
+static void test_ring_wake_flag(void **state)
+{
+	struct rec_slot slots[8];
+	struct rec_ring q;
+
+	(void)state;
+	rec_ring_init(&q, slots, 8, 3);
+	assert_false(ring_push_ok(&q, 1)); /* consumer awake: no signal */
+	(void)rec_ring_pop(&q, 1);
+
+	/* asleep on an empty queue: the first event wakes it, once */
+	assert_true(rec_ring_may_sleep(&q, REC_SLEEP_EMPTY));
+	assert_true(ring_push_ok(&q, 2));
+	assert_true(rec_ring_claim_wake(&q));
+	assert_false(ring_push_ok(&q, 3));
+	assert_false(rec_ring_claim_wake(&q));
+
+	/* an event already queued: the consumer must not sleep for it */
+	assert_false(rec_ring_may_sleep(&q, REC_SLEEP_EMPTY));
+	assert_false(ring_push_ok(&q, 4)); /* flag cleared again */
+
+	/* lingering with 3 queued (wake_at 3): no sleep; after popping, wake at the 3rd */
+	assert_false(rec_ring_may_sleep(&q, REC_SLEEP_LINGER));
+	(void)rec_ring_pop(&q, 2);
+	assert_true(rec_ring_may_sleep(&q, REC_SLEEP_LINGER)); /* 1 queued */
+	assert_false(ring_push_ok(&q, 5));                     /* 2: keep lingering */
+	assert_true(ring_push_ok(&q, 6));                      /* 3: wake */
+	assert_true(rec_ring_claim_wake(&q));
+
+	/* paused: the producer never wakes it */
+	(void)rec_ring_pop(&q, 3);
+	assert_true(rec_ring_may_sleep(&q, REC_SLEEP_PAUSED));
+	for (usec_t i = 0; i < 8; i++)
+		assert_false(ring_push_ok(&q, 10 + i));
+	assert_false(rec_ring_claim_wake(&q));
+	rec_ring_awake(&q);
+}
+
+/*
+ * Two threads: the consumer sleeps (as the recorder does) whenever the ring is
+ * empty, with a long timeout; a lost wake-up shows as a timeout. Order and
+ * count are checked, the producer spinning when full.
+ */
+#define RING_STRESS_N 200000
+struct ring_stress {
+	struct rec_ring q;
+	struct rec_slot slots[64];
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int timeouts;
+	usec_t got;
+	bool bad_order;
+};
+
+static void *ring_consumer(void *arg)
+{
+	struct ring_stress *t = arg;
+
+	while (t->got < RING_STRESS_N) {
+		size_t head, n = rec_ring_peek(&t->q, &head);
+
+		for (size_t i = 0; i < n; i++)
+			t->bad_order |= t->slots[(head + i) % 64].ts != t->got++;
+		(void)rec_ring_pop(&t->q, n);
+		if (n)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		if (rec_ring_may_sleep(&t->q, REC_SLEEP_EMPTY)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 5;
+			if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT)
+				t->timeouts++;
+			rec_ring_awake(&t->q);
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	return NULL;
+}
+
+static void test_ring_two_threads(void **state)
+{
+	static struct ring_stress t;
+	pthread_t th;
+
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	rec_ring_init(&t.q, t.slots, 64, 1);
+	pthread_mutex_init(&t.lock, NULL);
+	pthread_cond_init(&t.cond, NULL);
+	assert_int_equal(pthread_create(&th, NULL, ring_consumer, &t), 0);
+	for (usec_t i = 0; i < RING_STRESS_N; i++) {
+		struct rec_slot s = ring_slot(i);
+		bool wake = false;
+
+		while (!rec_ring_push(&t.q, &s, &wake))
+			sched_yield();
+		if (wake) {
+			pthread_mutex_lock(&t.lock);
+			if (rec_ring_claim_wake(&t.q))
+				pthread_cond_signal(&t.cond);
+			pthread_mutex_unlock(&t.lock);
+		}
+		if (i % 1024 == 0)
+			usleep(50); /* let the consumer catch up and sleep now and then */
+	}
+	pthread_join(th, NULL);
+	assert_false(t.bad_order);
+	assert_int_equal(t.got, RING_STRESS_N);
+	assert_int_equal(t.timeouts, 0);
+	assert_int_equal(rec_ring_depth(&t.q), 0);
+	pthread_cond_destroy(&t.cond);
+	pthread_mutex_destroy(&t.lock);
+}
+
+static void test_pool_put_take(void **state)
+{
+	void *cells[3];
+	struct rec_pool p;
+	int items[8];
+
+	(void)state;
+	rec_pool_init(&p, cells, 3);
+	assert_null(rec_pool_take(&p));
+	/* wraps around the 3 cells several times; FIFO; full refuses */
+	for (int lap = 0; lap < 4; lap++) {
+		for (int i = 0; i < 3; i++)
+			assert_true(rec_pool_put(&p, &items[i]));
+		assert_false(rec_pool_put(&p, &items[7]));
+		assert_ptr_equal(rec_pool_take(&p), &items[0]);
+		assert_true(rec_pool_put(&p, &items[3]));
+		for (int i = 1; i < 4; i++)
+			assert_ptr_equal(rec_pool_take(&p), &items[i]);
+		assert_null(rec_pool_take(&p));
+	}
+	rec_pool_init(&p, NULL, 0); /* no cells: never holds anything */
+	assert_false(rec_pool_put(&p, &items[0]));
+	assert_null(rec_pool_take(&p));
+}
+
+/* Written events come back through recorder_event_new, emptied, and record correctly. */
+static void test_recycled_events(void **state)
+{
+	struct rec_config c = base_config();
+	struct recorder *r;
+	struct rec_stats st;
+	struct scan s;
+	char big[1000];
+
+	(void)state;
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r = start(&c);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 50; i++) {
+			struct rec_event *e = recorder_event_new(r);
+
+			assert_non_null(e);
+			assert_true(rec_event_ok(e));
+			/* the pool hands events back in order: shift which ones are big per round */
+			rec_event_int(e, "n", round * 50 + i);
+			if ((round * 50 + i) % 7 == 0)
+				rec_event_str(e, "big", big); /* grows past the inline text */
+			assert_int_equal(recorder_emit_event(r, "ev", e), REC_OK);
+		}
+		wait_depth(r, 0, &st);
+	}
+	recorder_stop(r);
+	check_dir(NULL, &s);
+	assert_int_equal(s.user_events, 150);
+	assert_int_equal(s.recycled_bad, 0); /* no member of an earlier use left over */
+	scan_free(&s);
+}
+
+/* Arrays built as text, and events merged from a kept part, give jansson's bytes. */
+static void test_jarray_and_merge_match_jansson(void **state)
+{
+	static const char prev[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+	static const char nul[] = {'a', 0, 'b'};
+	struct rec_jarray a = {0};
+	struct rec_event *part = rec_event_new(), *e = rec_event_new();
+	json_t *ref = json_array(), *obj;
+	struct rec_buf got = {0};
+	char *text, *want;
+	size_t len;
+
+	(void)state;
+	text = rec_jarray_finish(&a, &len); /* empty */
+	assert_non_null(text);
+	assert_int_equal(len, 2);
+	assert_memory_equal(text, "[]", 2);
+	free(text);
+
+	rec_jarray_null(&a);
+	rec_jarray_int(&a, -9223372036854775807LL - 1);
+	rec_jarray_int(&a, 42);
+	rec_jarray_bool(&a, true);
+	rec_jarray_bool(&a, false);
+	assert_true(rec_jarray_strn(&a, "x\"\\\t\x1f é", strlen("x\"\\\t\x1f é")));
+	assert_true(rec_jarray_strn(&a, nul, sizeof(nul))); /* NUL inside: \u0000 */
+	assert_true(rec_jarray_strn(&a, "", 0));
+	assert_false(rec_jarray_strn(&a, "\xc3\x28", 2)); /* not UTF-8: nothing added */
+	json_array_append_new(ref, json_null());
+	json_array_append_new(ref, json_integer(-9223372036854775807LL - 1));
+	json_array_append_new(ref, json_integer(42));
+	json_array_append_new(ref, json_true());
+	json_array_append_new(ref, json_false());
+	json_array_append_new(ref, json_string("x\"\\\t\x1f é"));
+	json_array_append_new(ref, json_stringn(nul, sizeof(nul)));
+	json_array_append_new(ref, json_string(""));
+	text = rec_jarray_finish(&a, &len);
+	want = json_dumps(ref, JSON_COMPACT);
+	assert_non_null(text);
+	assert_non_null(want);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(text, want, len);
+	free(want);
+
+	/* a kept part merged into an event, next to members set directly */
+	assert_non_null(part);
+	assert_non_null(e);
+	rec_event_str(part, "text", "SELECT $1");
+	rec_event_str(part, "class", "read");
+	rec_event_int(e, "stmt", 3);
+	rec_event_merge(e, part);
+	rec_event_raw(e, "params", text, len);
+	assert_true(rec_event_ok(e));
+	assert_true(rec_serialize_built(&got, e, "statement", 1234567, 42, prev));
+	obj = json_pack("{s:i,s:s,s:s,s:O,s:i,s:i,s:s,s:s,s:s}", "stmt", 3, "text", "SELECT $1",
+	                "class", "read", "params", ref, "v", REC_FORMAT_VERSION, "seq", 42, "ts",
+	                "1970-01-01T00:00:01.234567Z", "type", "statement", "prev", prev);
+	want = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_int_equal(got.len, strlen(want));
+	assert_memory_equal(got.p, want, got.len);
+	/* the part is unchanged and can be merged again */
+	assert_int_equal(part->n, 2);
+	free(want);
+	free(got.p);
+	free(text);
+	json_decref(obj);
+	json_decref(ref);
+	rec_event_free(part);
+	rec_event_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -611,6 +961,13 @@ int main(void)
 	    cmocka_unit_test(test_serializer_matches_jansson),
 	    cmocka_unit_test(test_built_event_matches_jansson),
 	    cmocka_unit_test_setup_teardown(test_built_events_recorded, setup, teardown),
+	    cmocka_unit_test(test_ring_full_empty_wrap),
+	    cmocka_unit_test(test_ring_want_room),
+	    cmocka_unit_test(test_ring_wake_flag),
+	    cmocka_unit_test(test_ring_two_threads),
+	    cmocka_unit_test(test_pool_put_take),
+	    cmocka_unit_test(test_jarray_and_merge_match_jansson),
+	    cmocka_unit_test_setup_teardown(test_recycled_events, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
