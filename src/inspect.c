@@ -460,8 +460,58 @@ static void entry_remove(struct centry *e)
 	free(e);
 }
 
+/*
+ * The last text classified and its result (one reference held). Rules,
+ * masking and the recorder each classify the same statement in turn; the
+ * literal-free key costs more than comparing the text again, so the second
+ * and third ask share the first one's answer. Same meaning as a cache entry
+ * under the exact text, so it goes whenever the cache does.
+ */
+static struct {
+	char *text;
+	size_t len, cap;
+	struct inspect_result *res;
+} last;
+
+static void last_clear(void)
+{
+	inspect_release(last.res);
+	last.res = NULL;
+	last.len = 0;
+}
+
+static struct inspect_result *last_find(const char *sql, size_t len)
+{
+	if (!last.res || len == 0 || len != last.len || memcmp(sql, last.text, len) != 0)
+		return NULL;
+	cache.hits++;
+	last.res->refs++;
+	return last.res;
+}
+
+static void last_set(const char *sql, size_t len, struct inspect_result *r)
+{
+	if (len == 0)
+		return;
+	if (len > last.cap) {
+		char *t = realloc(last.text, len);
+		if (!t) {
+			last_clear(); /* no memo is only slower */
+			return;
+		}
+		last.text = t;
+		last.cap = len;
+	}
+	r->refs++;
+	inspect_release(last.res);
+	memcpy(last.text, sql, len);
+	last.len = len;
+	last.res = r;
+}
+
 static void cache_clear(void)
 {
+	last_clear();
 	while (cache.lru_tail)
 		entry_remove(cache.lru_tail);
 	free(cache.buckets);
@@ -551,6 +601,8 @@ struct inspect_result *inspect_classify(const char *sql, size_t len)
 		cache.misses++;
 		return classify_uncached(sql, len);
 	}
+	if ((r = last_find(sql, len)))
+		return r;
 	/* A key is never longer than its text; most texts fit on the stack. */
 	key = len <= sizeof(small) ? small : malloc(len);
 	keyed = key && inspect_literal_key(sql, len, key, &klen);
@@ -575,6 +627,8 @@ struct inspect_result *inspect_classify(const char *sql, size_t len)
 	}
 	if (key != small)
 		free(key);
+	if (r)
+		last_set(sql, len, r);
 	return r;
 }
 

@@ -515,6 +515,33 @@ static void test_cache_refcount(void **state)
 	inspect_set_cache_size(4096);
 }
 
+/* The last text is remembered (rules, masking and the recorder ask in turn). */
+static void test_cache_last_text(void **state)
+{
+	uint64_t h0, m0, h1, m1;
+	struct inspect_result *a, *b, *c;
+
+	(void)state;
+	inspect_set_cache_size(16);
+	a = classify("SELECT x FROM tab_a");
+	b = classify("SELECT x FROM tab_a");
+	assert_ptr_equal(a, b);
+	/* same length, other bytes: never the remembered answer */
+	c = classify("SELECT x FROM tab_b");
+	assert_ptr_not_equal(a, c);
+	assert_string_equal(c->tables[0], "tab_b");
+	inspect_release(a);
+	inspect_release(b);
+	inspect_release(c);
+	/* emptying the cache forgets it too: the same text is classified again */
+	inspect_set_cache_size(16);
+	inspect_cache_stats(&h0, &m0);
+	inspect_release(classify("SELECT x FROM tab_b"));
+	inspect_cache_stats(&h1, &m1);
+	assert_true(m1 == m0 + 1 && h1 == h0);
+	inspect_set_cache_size(4096);
+}
+
 /* ---- micro-benchmark (printed, not asserted) --------------------------------- */
 
 static double bench_us(const char *sql, int iters, bool cached)
@@ -552,7 +579,8 @@ int main(void)
 	    cmocka_unit_test(test_fingerprint),    cmocka_unit_test(test_lengths),
 	    cmocka_unit_test(test_long),           cmocka_unit_test(test_class_names),
 	    cmocka_unit_test(test_cache_hit),      cmocka_unit_test(test_cache_lru),
-	    cmocka_unit_test(test_cache_refcount), cmocka_unit_test(test_bench),
+	    cmocka_unit_test(test_cache_refcount), cmocka_unit_test(test_cache_last_text),
+	    cmocka_unit_test(test_bench),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
