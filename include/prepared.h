@@ -51,6 +51,12 @@ bool ps_client_needs_full(const struct pkt *p);
  */
 enum pkt_action ps_server_msg(struct pv_socket *s, struct pkt *p);
 
+/*
+ * An ErrorResponse from a tracked, linked server: in extended mode PostgreSQL
+ * skips every request up to the next Sync, so the pipeline drops them. The
+ * caller runs it before any hook that may rewrite or consume the error.
+ */
+void ps_server_error(struct pv_socket *s);
 /* A ReadyForQuery was forwarded: emit answers queued behind it. */
 void ps_after_forward(struct pv_socket *s);
 /* The server's statements are gone (DISCARD ALL, reset query). */

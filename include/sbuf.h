@@ -36,14 +36,18 @@ bool sbuf_attach(struct pv_socket *s, int fd);
 bool sbuf_queue(struct pv_socket *s, const void *data, size_t len);
 /*
  * Queue a message that replaces one read from src (rewritten rows): batched
- * (no send per call) and with back-pressure on src when dst falls behind.
+ * (no send per call: sent at the end of the current input batch, in one send
+ * with what is forwarded after it) and with back-pressure on src when dst
+ * falls behind.
  */
 bool sbuf_queue_from(struct pv_socket *src, struct pv_socket *dst, const void *data, size_t len);
 /*
  * The same, built in place: sbuf_out_begin returns dst's output queue (NULL
- * when dst is going away) to append whole messages to; sbuf_out_commit then
- * schedules the write and applies back-pressure. A message may be taken back
- * by resetting the queue's len before committing.
+ * when dst is going away) to append whole messages to, after the bytes
+ * forwarded to dst so far (a small batch of them is copied into the queue, so
+ * both leave in one send); sbuf_out_commit then schedules the write and
+ * applies back-pressure. A message may be taken back by resetting the queue's
+ * len before committing.
  */
 struct pv_buf *sbuf_out_begin(struct pv_socket *dst);
 void sbuf_out_commit(struct pv_socket *src, struct pv_socket *dst);

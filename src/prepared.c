@@ -336,6 +336,17 @@ static struct ps_held **held_slot(struct ps_server *ps, const struct ps_stmt *st
 	return pp;
 }
 
+/* Record that the server holds st (h: fresh, zeroed). */
+static void held_link(struct ps_server *ps, struct ps_held *h, struct ps_stmt *st)
+{
+	h->stmt = st;
+	st->refs++;
+	h->next = ps->buckets[st->id & (ps->size - 1)];
+	ps->buckets[st->id & (ps->size - 1)] = h;
+	list_prepend(&ps->lru, &h->lru);
+	ps->count++;
+}
+
 static void held_remove(struct ps_server *ps, struct ps_held *h)
 {
 	struct ps_held **slot = held_slot(ps, h->stmt);
@@ -634,6 +645,12 @@ static struct ps_pending *q_head(struct ps_server *ps)
 	return ps->qcount ? &ps->q[ps->qhead] : NULL;
 }
 
+/* The i-th request from the head (i < qcount). */
+static struct ps_pending *q_at(struct ps_server *ps, size_t i)
+{
+	return &ps->q[(ps->qhead + i) % ps->qcap];
+}
+
 static struct ps_pending *q_tail(struct ps_server *ps)
 {
 	return &ps->q[(ps->qhead + ps->qcount - 1) % ps->qcap];
@@ -718,7 +735,8 @@ static void internal_name(const struct ps_stmt *st, char *buf, size_t len)
 	snprintf(buf, len, NAME_PREFIX "%" PRIu64, st->id);
 }
 
-static bool send_close(struct pv_socket *s, const struct ps_stmt *st)
+/* The entry keeps st: if PostgreSQL skips the Close, the server still holds it. */
+static bool send_close(struct pv_socket *s, struct ps_stmt *st)
 {
 	char name[32];
 	struct pv_buf out;
@@ -730,7 +748,7 @@ static bool send_close(struct pv_socket *s, const struct ps_stmt *st)
 	build_u8(&b, 'S');
 	build_string(&b, name);
 	ok = build_end(&b) && sbuf_queue(s, out.data, out.len) &&
-	     q_push(s->ps_server, 'C', ACT_SKIP);
+	     q_push_entry(s->ps_server, 'C', ACT_SKIP, st, NULL);
 	buf_free(&out);
 	return ok;
 }
@@ -779,12 +797,7 @@ static bool server_prepare(struct pv_socket *s, struct ps_stmt *st, enum ps_act 
 		free(h);
 		return false;
 	}
-	h->stmt = st;
-	st->refs++;
-	h->next = ps->buckets[st->id & (ps->size - 1)];
-	ps->buckets[st->id & (ps->size - 1)] = h;
-	list_prepend(&ps->lru, &h->lru);
-	ps->count++;
+	held_link(ps, h, st);
 	s->pool->stats.server_parse_count++;
 	return true;
 }
@@ -1135,27 +1148,62 @@ static void undo_parse(struct pv_socket *s, const struct ps_pending *h)
 }
 
 /*
- * After an error PostgreSQL skips everything up to Sync: so do the queue and
- * the answers pgvigil would have synthesized. The error can overtake the
- * client's Sync (PostgreSQL reports at once); then the rest of the client's
- * pipeline up to its Sync passes untracked.
+ * An eviction Close that PostgreSQL skipped closed nothing: the server still
+ * holds the statement, and a Parse of it under the same name would fail. If
+ * that cannot be recorded (out of memory), the server's statements are
+ * unknown: it is closed instead of going back to the pool.
  */
-static enum pkt_action error_response(struct pv_socket *s)
+static void undo_close(struct pv_socket *s, const struct ps_pending *h)
 {
 	struct ps_server *ps = s->ps_server;
-	struct ps_pending *h = q_head(ps);
+	struct ps_held *held;
+
+	if (h->type != 'C' || h->act != ACT_SKIP || !h->stmt || *held_slot(ps, h->stmt))
+		return;
+	if (!(held = calloc(1, sizeof(*held)))) {
+		s->close_needed = true;
+		return;
+	}
+	held_link(ps, held, h->stmt);
+}
+
+/*
+ * After an error PostgreSQL skips everything up to Sync: so do the queue and
+ * the answers pgvigil would have synthesized (and its own injected Parse,
+ * Describe and Close: nothing will answer them). The error can overtake the
+ * client's Sync (PostgreSQL reports at once); then the rest of the client's
+ * pipeline up to its Sync passes untracked. Only the first Sync: batches
+ * behind it run normally. Idempotent (the head is then that Sync, or the
+ * queue is empty and discarding set), so a second call for the same message
+ * changes nothing.
+ */
+void ps_server_error(struct pv_socket *s)
+{
+	struct ps_server *ps = s->ps_server;
+	struct ps_pending *h = ps ? q_head(ps) : NULL;
+	size_t n = 0;
+
 	if (!h || h->type == 'Q' || h->type == 'F')
-		return PKT_FORWARD;
-	while ((h = q_head(ps)) != NULL && h->type != 'S') {
+		return;
+	while (n < ps->qcount && q_at(ps, n)->type != 'S')
+		n++;
+	/*
+	 * Undone newest first: the server's statements return to what they were
+	 * before the first skipped request (an eviction Close followed by a Parse
+	 * of the same statement leaves it held).
+	 */
+	for (size_t i = n; i-- > 0;) {
+		h = q_at(ps, i);
 		undo_parse(s, h);
+		undo_close(s, h);
 		if (h->type == 'P' && !h->stmt) /* PostgreSQL dropped the unnamed statement */
 			set_layout(&ps->unnamed, NULL);
-		q_pop(ps);
 	}
+	while (n-- > 0)
+		q_pop(ps);
 	portals_clear(ps); /* the transaction failed */
-	if (!h)
+	if (!q_head(ps))
 		ps->discarding = true;
-	return PKT_FORWARD;
 }
 
 /* RowDescription of a simple Query's next result set. */
@@ -1224,8 +1272,6 @@ enum pkt_action ps_server_msg(struct pv_socket *s, struct pkt *p)
 	case 'I':
 	case 's':
 		return h->type == 'E' ? respond(s, p, 'E') : PKT_FORWARD;
-	case 'E':
-		return error_response(s);
 	case 'Z':
 		return ready(s, p);
 	default:

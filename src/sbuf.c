@@ -32,6 +32,17 @@ static struct {
 	size_t len;
 } fwd;
 
+/*
+ * Rewritten rows (sbuf_out_begin/commit) are not sent by a write event after
+ * the input batch: the destination is flushed once at the end of the batch,
+ * so a masked row goes out in the same send as the CommandComplete and
+ * ReadyForQuery behind it, and a writable socket costs no epoll_ctl. One
+ * destination at a time (only one socket's input is processed at a time);
+ * input_depth says whether an input batch is running to end it.
+ */
+static struct pv_socket *out_due;
+static int input_depth;
+
 /* Sockets whose processing resumes after the current event. */
 static struct pv_socket **deferred;
 static size_t n_deferred, cap_deferred;
@@ -188,6 +199,8 @@ static bool send_or_queue(struct pv_socket *dst, const uint8_t *data, size_t len
 	}
 	if (!buf_append(&dst->out, data, len))
 		return false;
+	if (dst == out_due)
+		return true; /* sent at the end of the input batch */
 	if (dst->ev_read && !dst->connecting)
 		return arm_write(dst);
 	return true;
@@ -245,13 +258,57 @@ bool sbuf_queue(struct pv_socket *s, const void *data, size_t len)
 	return send_or_queue(s, data, len);
 }
 
-/* Above this many queued bytes a rewritten stream is sent at once, not at the next write event. */
+/* Above this many queued bytes a rewritten stream is sent at once, not at the end of the batch. */
 #define OUT_BATCH_BYTES (64 * 1024)
+/* A forward batch up to this size is copied behind a rewritten row rather than sent alone. */
+#define SPILL_MAX_BYTES 8192
+
+/* Send what is queued for the socket the current input batch was writing to. */
+static void flush_out_due(void)
+{
+	struct pv_socket *dst = out_due;
+
+	out_due = NULL;
+	if (dst)
+		sbuf_flush(dst);
+}
+
+/* dst's queue is flushed at the end of the running input batch (false: none runs). */
+static bool defer_out(struct pv_socket *dst)
+{
+	if (input_depth == 0 || !dst->ev_read || dst->connecting)
+		return false;
+	if (out_due && out_due != dst)
+		flush_out_due();
+	out_due = dst;
+	return true;
+}
+
+/*
+ * Before a message is built in dst's queue, the bytes gathered for dst so far
+ * must precede it: a small batch is copied into the queue (one send at the
+ * end of the input batch for both), a large one or another destination's is
+ * sent as usual.
+ */
+static void forward_spill(struct pv_socket *dst)
+{
+	if (fwd.src && fwd.dst == dst && fwd.len <= SPILL_MAX_BYTES && !dst->closing &&
+	    defer_out(dst) && buf_append(&dst->out, fwd.src->in.data + fwd.start, fwd.len)) {
+		fwd.src = NULL;
+		fwd.len = 0;
+		return;
+	}
+	sbuf_forward_flush();
+}
 
 struct pv_buf *sbuf_out_begin(struct pv_socket *dst)
 {
-	sbuf_forward_flush();
-	return dst->closing || dst->fd < 0 ? NULL : &dst->out;
+	if (dst->closing || dst->fd < 0) {
+		sbuf_forward_flush();
+		return NULL;
+	}
+	forward_spill(dst);
+	return &dst->out;
 }
 
 /*
@@ -264,6 +321,8 @@ void sbuf_out_commit(struct pv_socket *src, struct pv_socket *dst)
 {
 	if (buf_pending(&dst->out) >= OUT_BATCH_BYTES) {
 		sbuf_flush(dst);
+	} else if (defer_out(dst)) {
+		/* sent with what follows it in this input batch */
 	} else if (dst->ev_read && !dst->connecting && !arm_write(dst)) {
 		close_no_event(dst);
 		return;
@@ -399,6 +458,8 @@ void sbuf_close(struct pv_socket *s)
 		return;
 	if (fwd.src == s || fwd.dst == s)
 		sbuf_forward_flush();
+	if (out_due == s)
+		out_due = NULL;
 	/* Best effort: push out a final error message before closing. */
 	if (buf_pending(&s->out) > 0 && s->fd >= 0 && !s->connecting)
 		(void)(s->tls ? tls_send(s, s->out.data + s->out.pos, buf_pending(&s->out))
@@ -725,7 +786,26 @@ void sbuf_resume_bp(struct pv_socket *s)
 		sbuf_wakeup(s);
 }
 
+/* End of an input batch: what it gathered or queued for others goes out now. */
+static void end_input(void)
+{
+	sbuf_forward_flush();
+	input_depth--;
+	flush_out_due();
+}
+
+static void process_input_batch(struct pv_socket *s);
+
 static void process_input(struct pv_socket *s)
+{
+	input_depth++;
+	process_input_batch(s);
+	end_input();
+	if (!s->closing && buf_pending(&s->in) == 0)
+		iobuf_release(&s->in);
+}
+
+static void process_input_batch(struct pv_socket *s)
 {
 	while (!s->closing && !s->read_paused && !s->bp_paused) {
 		struct pkt p;
@@ -785,20 +865,15 @@ static void process_input(struct pv_socket *s)
 				protocol_violation(s, "out of memory");
 				return;
 			}
-			goto out;
+			return;
 		case PKT_PAUSE:
 			if (!s->read_paused) {
 				s->read_paused = true;
 				update_read_event(s);
 			}
-			goto out;
+			return;
 		case PKT_STOP:
-			sbuf_forward_flush();
 			return;
 		}
 	}
-out:
-	sbuf_forward_flush();
-	if (!s->closing && buf_pending(&s->in) == 0)
-		iobuf_release(&s->in);
 }

@@ -822,6 +822,17 @@ enum pkt_action server_handle_pkt(struct pv_socket *s, struct pkt *p)
 		return PKT_DROP;
 	if (!s->link)
 		return handle_unlinked_pkt(s, p);
+	/*
+	 * The pipeline must learn of every error, also one a hook rewrites and
+	 * sends itself (masking scrubs values from errors): PostgreSQL skips the
+	 * requests up to Sync all the same, and a queue left out of step would
+	 * pair later responses with the wrong requests.
+	 */
+	if (s->ps_track && p->type == 'E') {
+		if (!pkt_complete(p))
+			return PKT_NEED_FULL;
+		ps_server_error(s);
+	}
 	if (pv_hooks.server_msg) {
 		enum pkt_action a = pv_hooks.server_msg(s, p);
 		if (a != PKT_FORWARD)

@@ -298,3 +298,75 @@ def test_admin_shows_prepared_statements_and_counters(pooler):
             assert totals["total_ps_client_parse_count"] == 2
             assert totals["total_ps_server_parse_count"] == 2
             assert totals["total_ps_bind_count"] == 3
+
+
+# --- errors in a pipeline: PostgreSQL skips every request up to the next Sync ---------------
+
+ERR_MID_RESULT = "SELECT 10 / (2 - x) FROM generate_series(1, 2) x"  # a row, then 22012
+
+
+@pytest.mark.parametrize("max_ps", [200, 2], ids=["cache", "evicting"])
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "after-ready"])
+def test_error_skips_only_to_first_sync(pooler, pipelined, max_ps):
+    """Three batches: the error in the first skips the rest of it (a Parse and a
+    Bind/Execute, and with a small cache pgvigil's own eviction Close and
+    Parse), not the batches behind its Sync, which may already be in flight."""
+    p = pooler(default_pool_size=1, max_prepared_statements=max_ps, **TX)
+    batches = [
+        (bind("a") + execute() + parse("z", ERR_MID_RESULT) + bind("z") + execute() +
+         parse("b", "SELECT 2") + bind("a") + execute() + SYNC, b"2DC12DEZ"),
+        # a still runs; y reaches the server (it was evicted in the first batch)
+        (bind("a") + execute() + parse("y", "SELECT 3") + bind("y") + execute() + SYNC,
+         b"2DC12DCZ"),
+        # same text as a: answered locally, in order; Close answered locally too
+        (parse("c", "SELECT 1") + bind("c") + execute() + close_stmt("c") + SYNC, b"12DC3Z"),
+    ]
+    with raw_login(p) as r:
+        r.send(parse("a", "SELECT 1") + SYNC)
+        assert tags(until_ready(r)) == b"1Z"
+        if pipelined:
+            r.send(b"".join(data for data, _ in batches))
+        got = []
+        for data, want in batches:
+            if not pipelined:
+                r.send(data)
+            msgs = until_ready(r)
+            got.append(tags(msgs))
+            if want.endswith(b"EZ"):
+                assert err_code(msgs) == ["22012"]
+        assert got == [want for _, want in batches]
+        # and the connection goes on as new: every statement runs again
+        # b was skipped: the name is free and the text reaches the server again
+        r.send(parse("b", "SELECT 2") + SYNC)
+        assert tags(until_ready(r)) == b"1Z"
+        for name, v in (("a", b"1"), ("b", b"2"), ("z", None), ("y", b"3"), ("a", b"1")):
+            r.send(bind(name) + execute() + SYNC)
+            msgs = until_ready(r)
+            if v is None:
+                assert tags(msgs) == b"2DEZ", msgs
+            else:
+                assert tags(msgs) == b"2DCZ", msgs
+                assert msgs[1][1].endswith(v)
+
+
+def test_asyncpg_executemany_error_then_connection_works(pooler):
+    """asyncpg executemany pipelines Bind/Execute per row before one Sync."""
+    p = pooler(default_pool_size=1, **TX)
+
+    async def run():
+        conn = await asyncpg.connect(host=p.host, port=p.port, user="md5user",
+                                     password=pvtest.PASSWORDS["md5user"], database=pvtest.TESTDB)
+        try:
+            out = []
+            for _ in range(3):
+                with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
+                    await conn.executemany("SELECT 1 / $1::int", [(1,), (2,), (0,), (3,), (4,)])
+                await conn.executemany("SELECT 1 / $1::int", [(1,), (2,), (3,)])
+                out.append(await conn.fetchval("SELECT $1::int + 1", 41))
+                out.append([tuple(r) for r in await conn.fetch(
+                    "SELECT x FROM generate_series(1, $1::int) x", 3)])
+            return out
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == [42, [(1,), (2,), (3,)]] * 3

@@ -240,6 +240,8 @@ static enum pkt_action from_server(struct pv_socket *s, struct pv_buf m)
 	buf_reset(&s->in);
 	assert_true(buf_append(&s->in, m.data, m.len));
 	assert_int_equal(proto_frame(s->in.data, s->in.len, &p), FRAME_OK);
+	if (p.type == 'E') /* as server.c: before the hooks, which may consume it */
+		ps_server_error(s);
 	a = ps_server_msg(s, &p);
 	if (a == PKT_FORWARD && s->link)
 		assert_true(buf_append(&s->link->out, m.data, m.len));
@@ -539,6 +541,83 @@ static void lru_eviction_close_skipped(void **state)
 	assert_sent(e->c, "2Z");
 }
 
+/* Two batches in flight: the error skips the first up to its Sync, the second runs. */
+static void error_skips_only_to_first_sync(void **state)
+{
+	struct env *e = *state;
+	from_client(e->c, m_parse("s", "select 1"));
+	from_client(e->c, msg('S', NULL, 0));
+	server_says(e->s, '1');
+	server_says(e->s, 'Z');
+	assert_sent(e->c, "1Z");
+	assert_sent(e->s, "PS");
+	/* an Execute without the client's Describe: pgvigil describes the portal itself */
+	from_client(e->c, m_bind("", "s", 0, NULL));
+	from_client(e->c, m_execute(""));
+	from_client(e->c, m_bind("", "s", 0, NULL));
+	from_client(e->c, m_execute(""));
+	from_client(e->c, msg('S', NULL, 0));
+	from_client(e->c, m_bind("", "s", 0, NULL));
+	from_client(e->c, m_execute(""));
+	from_client(e->c, msg('S', NULL, 0));
+	assert_sent(e->s, "BDEBDESBDES");
+	assert_int_equal(ps_pending_count(e->s), 11);
+	from_server(e->s, m_error()); /* answers the first Bind */
+	assert_int_equal(ps_pending_count(e->s), 5); /* its Sync, then the second batch */
+	assert_false(ps_current_is_execute(e->s));
+	server_says(e->s, 'Z');
+	assert_sent(e->c, "EZ");
+	/* the second batch: its injected Describe's answer is recorded, not shown */
+	server_says(e->s, '2');
+	from_server(e->s, m_rowdesc(1, 7));
+	assert_true(ps_current_is_execute(e->s));
+	from_server(e->s, m_datarow());
+	assert_layout(e->s, 1, 7, 0);
+	server_says(e->s, 'C');
+	server_says(e->s, 'Z');
+	assert_sent(e->c, "2DCZ");
+	assert_int_equal(ps_pending_count(e->s), 0);
+	/* a second report of the same error changes nothing */
+	from_client(e->c, m_bind("", "s", 0, NULL));
+	from_client(e->c, msg('S', NULL, 0));
+	ps_server_error(e->s);
+	ps_server_error(e->s);
+	assert_int_equal(ps_pending_count(e->s), 1);
+}
+
+/*
+ * An eviction Close skipped after an error closed nothing: the server still
+ * holds the statement, so it is not prepared again under the same name.
+ */
+static void skipped_eviction_close_keeps_statement(void **state)
+{
+	struct env *e = *state;
+	from_client(e->c, m_parse("a", "select 1"));
+	from_client(e->c, m_parse("b", "select 2"));
+	from_client(e->c, msg('S', NULL, 0));
+	server_says(e->s, '1');
+	server_says(e->s, '1');
+	server_says(e->s, 'Z');
+	assert_sent(e->c, "11Z");
+	assert_sent(e->s, "PPS");
+	/* the Bind of b fails; c evicts a (LRU), then a evicts b: all skipped */
+	from_client(e->c, m_bind("", "b", 0, NULL));
+	from_client(e->c, m_parse("c", "select 3"));
+	from_client(e->c, m_bind("", "a", 0, NULL));
+	from_client(e->c, msg('S', NULL, 0));
+	assert_sent(e->s, "BCPCPBS");
+	from_server(e->s, m_error());
+	server_says(e->s, 'Z');
+	assert_sent(e->c, "EZ");
+	assert_int_equal(ps_server_count(e->s), 2);
+	assert_int_equal(ps_client_count(e->c), 2); /* c was never created */
+	/* a and b are still on the server: bound without a Parse */
+	from_client(e->c, m_bind("", "a", 0, NULL));
+	from_client(e->c, m_bind("", "b", 0, NULL));
+	from_client(e->c, msg('S', NULL, 0));
+	assert_sent(e->s, "BBS");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -555,6 +634,8 @@ int main(void)
 		T(fake_parse_complete_in_order),
 		T(error_discards_until_sync),
 		T(lru_eviction_close_skipped),
+		T(error_skips_only_to_first_sync),
+		T(skipped_eviction_close_keeps_statement),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
