@@ -397,7 +397,7 @@ def render_governance(args, scen, opts_of, results, idle_rss, info, rec_bytes, x
     L += [f"| {k} | {v} |" for k, v in info]
     L.append("")
     L.append(f"Median over rounds. pgbouncer: auth_type={args.auth}, no governance. **{GOV_SLOT}**: auth_type=oidc "
-             "(pgbench's password is an RS256 token, verified at every login), governance file = identity + the "
+             "(pgbench's password is an RS256 token, verified in full at its first login, from the verified-token cache at later ones), governance file = identity + the "
              "5 deny rules of --rules + masks on pgbench_accounts.filler (partial) and .bid (redact: NULL) + "
              "recording of every statement (results: summary). TPS ratio = pgvigil-gov / pgbouncer "
              "(target ≥ 0.85).")
