@@ -464,16 +464,22 @@ static void layout_rejects_malformed(void **state)
 
 /* --- pipeline behaviour ---------------------------------------------------------------- */
 
-/* A Parse answered locally appears after the responses to earlier requests. */
-static void fake_parse_complete_in_order(void **state)
+/* Statement "s" prepared by the client and answered: Parse and Sync forwarded, 1Z back. */
+static void prepare_s(struct env *e)
 {
-	struct env *e = *state;
 	from_client(e->c, m_parse("s", "select 1"));
 	from_client(e->c, msg('S', NULL, 0));
 	server_says(e->s, '1');
 	server_says(e->s, 'Z');
 	assert_sent(e->c, "1Z");
 	assert_sent(e->s, "PS");
+}
+
+/* A Parse answered locally appears after the responses to earlier requests. */
+static void fake_parse_complete_in_order(void **state)
+{
+	struct env *e = *state;
+	prepare_s(e);
 
 	link_to(e->c2, e->s);
 	from_client(e->c2, m_parse("", "select 2"));
@@ -545,12 +551,7 @@ static void lru_eviction_close_skipped(void **state)
 static void error_skips_only_to_first_sync(void **state)
 {
 	struct env *e = *state;
-	from_client(e->c, m_parse("s", "select 1"));
-	from_client(e->c, msg('S', NULL, 0));
-	server_says(e->s, '1');
-	server_says(e->s, 'Z');
-	assert_sent(e->c, "1Z");
-	assert_sent(e->s, "PS");
+	prepare_s(e);
 	/* an Execute without the client's Describe: pgvigil describes the portal itself */
 	from_client(e->c, m_bind("", "s", 0, NULL));
 	from_client(e->c, m_execute(""));
