@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -92,18 +91,8 @@ def main():
 
 
 def run(r, args):
-    r.tmp = tempfile.mkdtemp(prefix="pgvigil-mbench-")
-    if os.geteuid() == 0:
-        r.as_user = B.ensure_user()
-        os.chown(r.tmp, *r.as_user)
-
-    def write(name, text):
-        path = os.path.join(r.tmp, name)
-        with open(path, "w") as f:
-            f.write(text)
-        if r.as_user:
-            os.chown(path, *r.as_user)
-        return path
+    r.make_workdir("pgvigil-mbench-")
+    write = r.write
 
     datadir = os.path.join(r.tmp, "pgdata")
     pgport = B.free_port()
