@@ -33,14 +33,22 @@ static json_t *hex_json(const uint8_t *v, size_t len, size_t cap)
 	return j;
 }
 
-/* Text capped at cap bytes (cut on a character boundary); hex when not UTF-8. */
-json_t *rec_text_json(const uint8_t *v, size_t len, size_t cap)
+/* How many of len bytes fit in cap without cutting a UTF-8 character in two. */
+static size_t utf8_cut(const uint8_t *v, size_t len, size_t cap)
 {
 	size_t n = len > cap ? cap : len;
-	json_t *j;
 
 	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
 		n--;
+	return n;
+}
+
+/* Text capped at cap bytes (cut on a character boundary); hex when not UTF-8. */
+json_t *rec_text_json(const uint8_t *v, size_t len, size_t cap)
+{
+	size_t n = utf8_cut(v, len, cap);
+	json_t *j;
+
 	j = json_stringn((const char *)v, n);
 	return j ? j : hex_json(v, len, cap);
 }
@@ -48,10 +56,8 @@ json_t *rec_text_json(const uint8_t *v, size_t len, size_t cap)
 /* text_json straight into an event member (no JSON object on the hot path). */
 void rec_text_set(struct rec_event *ev, const char *key, const uint8_t *v, size_t len, size_t cap)
 {
-	size_t n = len > cap ? cap : len;
+	size_t n = utf8_cut(v, len, cap);
 
-	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
-		n--;
 	if (!rec_event_strn(ev, key, (const char *)v, n))
 		rec_event_json(ev, key, hex_json(v, len, cap));
 }
@@ -285,10 +291,8 @@ static void param_hex(struct rec_jarray *a, const uint8_t *v, size_t len, size_t
 
 static void param_text(struct rec_jarray *a, const uint8_t *v, size_t len, size_t cap)
 {
-	size_t n = len > cap ? cap : len;
+	size_t n = utf8_cut(v, len, cap);
 
-	while (n > 0 && n < len && (v[n] & 0xC0) == 0x80)
-		n--;
 	if (!rec_jarray_strn(a, (const char *)v, n))
 		param_hex(a, v, len, cap);
 }
