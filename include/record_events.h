@@ -6,7 +6,7 @@
  * summaries and rows, denials, approval requests and decisions, admin
  * commands), the per-client recording state (struct rec_client: session id,
  * Parse texts by statement name, statements in flight, events parked by
- * back-pressure), the record_client / record_server hooks, the running
+ * back-pressure, a statement event held a few ms so its result folds into it), the record_client / record_server hooks, the running
  * recorder's lifecycle (start, RELOAD, stop) and SHOW RECORDER's numbers.
  * Writing the events is recorder.h; the `recording:` section of the
  * governance file is parsed by recorder_policy.c into struct rec_policy.

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include "config.h" /* usec_t */
 
-#define REC_FORMAT_VERSION 1
+#define REC_FORMAT_VERSION 2
 #define REC_HASH_HEX_LEN   64 /* SHA-256 / HMAC-SHA-256 as lowercase hex */
 
 enum rec_fsync {
@@ -82,6 +82,8 @@ struct rec_event *rec_event_new(void); /* NULL when out of memory */
 /* The same on the loop (the producer) for an event to emit to r: reuses written events. */
 struct rec_event *recorder_event_new(struct recorder *r);
 void rec_event_free(struct rec_event *e);
+/* An event emptied for reuse, as rec_event_new makes it (its first storage kept). */
+void rec_event_reset(struct rec_event *e);
 void rec_event_str(struct rec_event *e, const char *key, const char *s); /* NULL: null */
 /* s[0..n) when it is valid UTF-8 (as json_stringn); false (nothing set) otherwise. */
 bool rec_event_strn(struct rec_event *e, const char *key, const char *s, size_t n);
@@ -95,6 +97,15 @@ void rec_event_json(struct rec_event *e, const char *key, json_t *v);
  * one by one: for a part of an event kept and reused (src is not changed).
  */
 void rec_event_merge(struct rec_event *dst, const struct rec_event *src);
+/*
+ * src's members but those named in skip (a NULL-terminated list) as one JSON
+ * object, keys sorted, set as dst's member `key`: a part made as an event of
+ * its own and kept inside another (a statement's folded result).
+ */
+void rec_event_nest(struct rec_event *dst, const char *key, const struct rec_event *src,
+                    const char *const *skip);
+/* When the event happened (wall clock, µs); unset, the time it is emitted is used. */
+void rec_event_set_ts(struct rec_event *e, usec_t ts);
 /* false when a member could not be added (the event would be refused at emit). */
 bool rec_event_ok(const struct rec_event *e);
 /* Raw JSON text (trusted to be one valid value, as rec_event_* or rec_jarray make it). */

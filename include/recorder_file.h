@@ -40,6 +40,7 @@ struct rec_event {
 		uint32_t off, len;
 	} m[REC_EVENT_MEMBERS];
 	bool failed;
+	usec_t ts;             /* when it happened; 0: when emitted */
 	char inline_text[384]; /* text's first storage: no second allocation for most events */
 };
 
@@ -64,9 +65,6 @@ struct rec_writer {
 	pthread_mutex_t *stats_lock;
 	struct rec_stats *stats;
 };
-
-/* An event emptied for reuse, as rec_event_new makes it (the writer recycles events). */
-void rec_event_reset(struct rec_event *e);
 
 /* Prepare the directory and recover the chain head. -1 with err on failure. */
 int recw_open_dir(struct rec_writer *w, char *err, size_t errlen);

@@ -38,6 +38,7 @@
 
 #define REC_MAX_TRACKED 512 /* Parse texts / portals remembered per client */
 #define REC_TYPE_MAX    24
+#define REC_HOLD_USEC   5000 /* a statement waits this long for its result to fold in */
 
 /* One event waiting for room in the queue (block mode). */
 struct rec_ev {
@@ -93,6 +94,10 @@ struct rec_client {
 	bool waiting; /* on the waiters list */
 	struct pv_socket *owner;
 	struct rec_client *next_wait;
+	struct rec_event *held; /* a statement event waiting for its result (fold) */
+	uint64_t held_stmt;
+	usec_t held_since;
+	struct rec_client *held_prev, *held_next; /* the holders list, oldest first */
 };
 
 static struct recorder *R;
@@ -102,6 +107,9 @@ static struct rec_client *waiters;
 static struct rec_ev *orphans, *orphans_tail;
 static uint32_t session_prefix;
 static uint64_t session_counter;
+static struct rec_client *holders, *holders_tail; /* clients with a held statement */
+static struct event *hold_ev;                     /* flushes statements held too long */
+static struct rec_event *fold_scratch;            /* a result about to be folded */
 
 static enum pkt_action rec_client_msg(struct pv_socket *c, struct pkt *p);
 static enum pkt_action rec_server_msg(struct pv_socket *s, struct pkt *p);
@@ -162,6 +170,8 @@ static void park(struct rec_client *rc, const char *type, struct rec_event *fiel
 	want_room();
 }
 
+static void flush_held(struct rec_client *rc);
+
 /* Emit with back-pressure; fields is always taken. */
 static void emit(struct rec_client *rc, const char *type, struct rec_event *fields)
 {
@@ -171,6 +181,8 @@ static void emit(struct rec_client *rc, const char *type, struct rec_event *fiel
 		rec_event_free(fields);
 		return;
 	}
+	if (rc && rc->held) /* a session's events stay in the order they happened */
+		flush_held(rc);
 	if ((rc && rc->parked) || (!rc && orphans)) {
 		park(rc, type, fields);
 		return;
@@ -221,6 +233,125 @@ static void on_room(evutil_socket_t fd, short what, void *arg)
 		event_del(room_ev);
 }
 
+/* --- statements held for their result ---------------------------------------------- */
+
+/*
+ * Why statements are held: with results recorded, every statement made two
+ * events, and each event costs the recorder thread a serialization, a SHA-256
+ * and a line, and the loop an event and a queue slot. Most results come within
+ * milliseconds, so a statement event waits here (at most REC_HOLD_USEC) for its
+ * first result and carries it as its `result` member: one event, not two. A
+ * statement whose result is slower, or that another event of its session
+ * follows first (a pipeline), is emitted alone as before and its result comes
+ * as a `result` event; so a session's events stay in the order they happened
+ * and a long-running statement reaches the recording while it runs. A held
+ * event lives in pgvigil's memory as a queued or parked one does: a crash loses
+ * it as it would lose them, no more.
+ */
+static void on_hold_timer(evutil_socket_t fd, short what, void *arg);
+
+/* rc's held statement, out of the holders list (NULL when none). */
+static struct rec_event *unhold(struct rec_client *rc)
+{
+	struct rec_event *ev = rc->held;
+
+	if (!ev)
+		return NULL;
+	if (rc->held_prev)
+		rc->held_prev->held_next = rc->held_next;
+	else
+		holders = rc->held_next;
+	if (rc->held_next)
+		rc->held_next->held_prev = rc->held_prev;
+	else
+		holders_tail = rc->held_prev;
+	rc->held_prev = rc->held_next = NULL;
+	rc->held = NULL;
+	return ev;
+}
+
+/* rc's held statement emitted alone: its result will be a `result` event. */
+static void flush_held(struct rec_client *rc)
+{
+	emit(rc, "statement", unhold(rc));
+}
+
+static void flush_all_held(void)
+{
+	while (holders)
+		flush_held(holders);
+}
+
+static bool arm_hold_timer(usec_t delay)
+{
+	struct timeval tv = {(time_t)(delay / USEC_PER_SEC), (suseconds_t)(delay % USEC_PER_SEC)};
+
+	if (!hold_ev && !(hold_ev = evtimer_new(G.base, on_hold_timer, NULL)))
+		return false;
+	return evtimer_add(hold_ev, &tv) == 0;
+}
+
+/* Statements held REC_HOLD_USEC go alone (holders are oldest first). */
+static void on_hold_timer(evutil_socket_t fd, short what, void *arg)
+{
+	usec_t now = now_usec();
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (holders && (now - holders->held_since >= REC_HOLD_USEC || now < holders->held_since))
+		flush_held(holders);
+	if (holders && !arm_hold_timer(holders->held_since + REC_HOLD_USEC - now))
+		flush_all_held();
+}
+
+/* A statement event sent at `sent`: held for its result when results are recorded. */
+static void emit_statement(struct rec_client *rc, struct rec_event *ev, uint64_t stmt, usec_t sent)
+{
+	if (!ev)
+		return;
+	rec_event_set_ts(ev, sent);
+	if (rc->held)
+		flush_held(rc);
+	if (P->results == REC_RESULTS_NONE ||
+	    (!holders && (!hold_ev || !evtimer_pending(hold_ev, NULL)) &&
+	     !arm_hold_timer(REC_HOLD_USEC))) {
+		emit(rc, "statement", ev);
+		return;
+	}
+	rc->held = ev;
+	rc->held_stmt = stmt;
+	rc->held_since = sent;
+	rc->held_prev = holders_tail;
+	if (holders_tail)
+		holders_tail->held_next = rc;
+	else
+		holders = rc;
+	holders_tail = rc;
+}
+
+/* e's first result while its statement is still held: it is folded into it. */
+static bool foldable(const struct rec_client *rc, const struct rec_pending *e)
+{
+	return rc->held && e->stmt && rc->held_stmt == e->stmt && e->part == 0;
+}
+
+/* A result made by result_event: folded into its held statement, or a `result` event. */
+static void emit_result(struct rec_client *rc, struct rec_event *ev)
+{
+	static const char *const none[] = {NULL};
+	struct rec_event *st;
+
+	if (ev != fold_scratch) {
+		emit(rc, "result", ev);
+		return;
+	}
+	st = unhold(rc);
+	rec_event_nest(st, "result", ev, none);
+	rec_event_reset(ev);
+	emit(rc, "statement", st);
+}
+
 /* --- lifecycle ------------------------------------------------------------------- */
 
 static struct rec_policy *policy_copy(const struct rec_policy *src)
@@ -248,6 +379,14 @@ static void set_hooks(bool on)
 /* Stop the running recorder (it writes everything queued); parked events stay parked. */
 static void stop_running(void)
 {
+	if (R)
+		flush_all_held();
+	if (hold_ev) {
+		event_free(hold_ev);
+		hold_ev = NULL;
+	}
+	rec_event_free(fold_scratch);
+	fold_scratch = NULL;
 	if (room_ev) {
 		event_free(room_ev);
 		room_ev = NULL;
@@ -342,6 +481,7 @@ void record_reload(void)
 		return;
 	}
 	rec_desc_clear(); /* the classification may have changed with the reload */
+	flush_all_held(); /* `results` may change: nothing waits for a result under old rules */
 	if (R && !rec_policy_needs_restart(P, next)) {
 		/* statements/results/caps apply to new events at once */
 		P->statements = next->statements;
@@ -477,6 +617,10 @@ void record_client_free(struct pv_socket *c)
 	struct rec_client *rc = c->rec;
 	if (!rc)
 		return;
+	if (rc->held) {
+		rc->owner = NULL; /* going: its event may wait for room, but not pause it */
+		flush_held(rc);
+	}
 	if (rc->waiting)
 		waiters_remove(rc);
 	/* parked events outlive the client: they are part of the record */
@@ -746,6 +890,7 @@ static void on_query(struct rec_client *rc, const struct pkt *p)
 	struct pkt_reader r;
 	const char *sql;
 	struct rec_event *ev;
+	struct rec_pending *e;
 
 	reader_init_pkt(&r, p);
 	sql = read_string(&r);
@@ -754,8 +899,8 @@ static void on_query(struct rec_client *rc, const struct pkt *p)
 	rec_event_int(ev, "stmt", (json_int_t)++rc->n_stmt);
 	rec_event_lit(ev, "protocol", "simple");
 	rec_describe_cached(ev, sql, strlen(sql));
-	pend_push(rc, PEND_QUERY, rc->n_stmt);
-	emit(rc, "statement", ev);
+	e = pend_push(rc, PEND_QUERY, rc->n_stmt);
+	emit_statement(rc, ev, rc->n_stmt, e ? e->sent : now_usec());
 }
 
 static void on_parse(struct rec_client *rc, const struct pkt *p, bool denied)
@@ -806,6 +951,7 @@ static void on_execute(struct rec_client *rc, const struct pkt *p)
 	const char *portal;
 	const struct rec_named *e;
 	struct rec_event *ev;
+	struct rec_pending *pe;
 
 	reader_init_pkt(&r, p);
 	portal = read_string(&r);
@@ -827,8 +973,8 @@ static void on_execute(struct rec_client *rc, const struct pkt *p)
 		rec_event_raw(ev, "params", "[]", 2);
 	if (e && e->denied)
 		rec_event_bool(ev, "denied", true);
-	pend_push(rc, PEND_EXEC, rc->n_stmt);
-	emit(rc, "statement", ev);
+	pe = pend_push(rc, PEND_EXEC, rc->n_stmt);
+	emit_statement(rc, ev, rc->n_stmt, pe ? pe->sent : now_usec());
 }
 
 /* Describe: its answer is in the FIFO too; a statement's parameter types come with it. */
@@ -937,17 +1083,27 @@ static long long rows_of(const char *tag)
 	return -1;
 }
 
+/*
+ * The fields every result has; emit it with emit_result. The first result of a
+ * held statement is made in fold_scratch, without the session, stmt and part
+ * its statement already says.
+ */
 static struct rec_event *result_event(struct rec_client *rc, struct rec_pending *e)
 {
-	struct rec_event *ev = event_of(rc);
-	if (!ev)
-		return NULL;
-	if (e->stmt)
-		rec_event_int(ev, "stmt", (int64_t)e->stmt);
-	else
-		rec_event_null(ev, "stmt");
-	if (e->kind == PEND_QUERY) /* which statement of a (multi-statement) text */
-		rec_event_int(ev, "part", e->part);
+	struct rec_event *ev;
+
+	if (foldable(rc, e) && (fold_scratch || (fold_scratch = rec_event_new()))) {
+		ev = fold_scratch;
+	} else {
+		if (!(ev = event_of(rc)))
+			return NULL;
+		if (e->stmt)
+			rec_event_int(ev, "stmt", (int64_t)e->stmt);
+		else
+			rec_event_null(ev, "stmt");
+		if (e->kind == PEND_QUERY) /* which statement of a (multi-statement) text */
+			rec_event_int(ev, "part", e->part);
+	}
 	rec_event_int(ev, "duration_us", now_usec() - e->sent);
 	if (e->refused)
 		rec_event_bool(ev, "denied", true);
@@ -986,7 +1142,7 @@ static void on_complete(struct rec_client *rc, const struct pkt *p)
 		rec_event_lit(ev, "sqlstate", "00000");
 		if (p->type == 's')
 			rec_event_bool(ev, "suspended", true);
-		emit(rc, "result", ev);
+		emit_result(rc, ev);
 	}
 	if (e->kind == PEND_EXEC)
 		pend_pop(rc);
@@ -1000,7 +1156,7 @@ static void skipped(struct rec_client *rc, struct rec_pending *e)
 	rec_event_null(ev, "command_tag");
 	rec_event_null(ev, "rows");
 	rec_event_bool(ev, "skipped", true);
-	emit(rc, "result", ev);
+	emit_result(rc, ev);
 }
 
 /* After an error the server skips everything up to the Sync (extended protocol). */
@@ -1036,7 +1192,7 @@ static void on_error(struct rec_client *rc, const struct pkt *p)
 			             2048);
 		else
 			rec_event_null(ev, "error");
-		emit(rc, "result", ev);
+		emit_result(rc, ev);
 	}
 	if (e->kind != PEND_EXEC)
 		return;

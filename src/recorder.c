@@ -397,7 +397,7 @@ enum rec_enqueue recorder_emit(struct recorder *r, const char *type, json_t *fie
 
 enum rec_enqueue recorder_emit_event(struct recorder *r, const char *type, struct rec_event *e)
 {
-	struct rec_slot slot = {NULL, e, now_usec(), ""};
+	struct rec_slot slot = {NULL, e, e && e->ts ? e->ts : now_usec(), ""};
 	enum rec_enqueue res;
 
 	/* a built event has no object to carry a long type: types are short words */

@@ -559,6 +559,7 @@ struct rec_event *rec_event_new(void)
 	e->text = (struct rec_buf){e->inline_text, 0, sizeof(e->inline_text), false, true};
 	e->n = 0;
 	e->failed = false;
+	e->ts = 0;
 	return e;
 }
 
@@ -569,6 +570,7 @@ void rec_event_reset(struct rec_event *e)
 	e->text = (struct rec_buf){e->inline_text, 0, sizeof(e->inline_text), false, true};
 	e->n = 0;
 	e->failed = false;
+	e->ts = 0;
 }
 
 void rec_event_free(struct rec_event *e)
@@ -634,6 +636,36 @@ void rec_event_merge(struct rec_event *dst, const struct rec_event *src)
 	}
 	for (size_t i = 0; i < src->n; i++)
 		member_raw(dst, src->m[i].key, src->text.p + src->m[i].off, src->m[i].len);
+}
+
+void rec_event_nest(struct rec_event *dst, const char *key, const struct rec_event *src,
+                    const char *const *skip)
+{
+	struct member m[REC_EVENT_MEMBERS];
+	size_t n = 0, start;
+
+	if (src->failed) {
+		dst->failed = true;
+		return;
+	}
+	if (!member_begin(dst, key, &start))
+		return;
+	for (size_t i = 0; i < src->n; i++) {
+		const char *const *k = skip;
+
+		while (*k && strcmp(*k, src->m[i].key) != 0)
+			k++;
+		if (!*k)
+			m[n++] = (struct member){src->m[i].key, NULL, NULL, src->text.p + src->m[i].off,
+			                         src->m[i].len};
+	}
+	ser_members(&dst->text, m, n);
+	member_end(dst, key, start);
+}
+
+void rec_event_set_ts(struct rec_event *e, usec_t ts)
+{
+	e->ts = ts;
 }
 
 /* Valid UTF-8 as jansson accepts it: no overlongs, surrogates or code points past U+10FFFF. */

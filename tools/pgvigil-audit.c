@@ -353,6 +353,12 @@ static int replay_event(json_t *ev, void *arg)
 	printf("%s  %-8s  %-13s  ", str_of(ev, "ts"), id, type);
 	summary(ev, type);
 	putchar('\n');
+	/* format 2: a statement may carry its first result (doc/recordings.md) */
+	if (strcmp(type, "statement") == 0 && json_is_object(json_object_get(ev, "result"))) {
+		printf("%s  %-8s  %-13s  ", str_of(ev, "ts"), id, "result");
+		summary(json_object_get(ev, "result"), "result");
+		putchar('\n');
+	}
 	return 0;
 }
 

@@ -80,7 +80,7 @@ static void check_line(const char *key, char *line, size_t len, char *prev, uint
 	ev = json_loadb(body, blen, 0, NULL);
 	free(body);
 	assert_non_null(ev);
-	assert_int_equal(json_integer_value(json_object_get(ev, "v")), 1);
+	assert_int_equal(json_integer_value(json_object_get(ev, "v")), REC_FORMAT_VERSION);
 	if (*seq) {
 		assert_int_equal(json_integer_value(json_object_get(ev, "seq")), *seq + 1);
 		assert_string_equal(json_string_value(json_object_get(ev, "prev")), prev);
@@ -594,6 +594,65 @@ static void test_built_event_matches_jansson(void **state)
 	rec_event_free(e);
 }
 
+/*
+ * A part nested with rec_event_nest (a statement's folded result) serializes as
+ * jansson writes the same object inside the event: keys sorted, skipped keys absent.
+ */
+static void test_nested_part_matches_jansson(void **state)
+{
+	static const char prev[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const char *const skip[] = {"session", "stmt", NULL};
+	struct rec_event *st = rec_event_new(), *res = rec_event_new();
+	json_t *ref = json_object(), *inner = json_object();
+	struct rec_buf got = {0};
+	char *want;
+
+	(void)state;
+	assert_non_null(st);
+	assert_non_null(res);
+	rec_event_str(st, "session", "0a0b0c0d-2");
+	rec_event_int(st, "stmt", 3);
+	rec_event_str(st, "text", "SELECT 1");
+	rec_event_set_ts(st, 1234567);
+	rec_event_str(res, "session", "0a0b0c0d-2"); /* skipped: the statement says it */
+	rec_event_int(res, "stmt", 3);
+	rec_event_str(res, "sqlstate", "00000");
+	rec_event_int(res, "duration_us", 250);
+	rec_event_str(res, "command_tag", "SELECT 1");
+	rec_event_null(res, "rows");
+	rec_event_json(res, "data", json_pack("[[s,n]]", "é", NULL));
+	rec_event_nest(st, "result", res, skip);
+	assert_true(rec_event_ok(st));
+	json_object_set_new(inner, "sqlstate", json_string("00000"));
+	json_object_set_new(inner, "duration_us", json_integer(250));
+	json_object_set_new(inner, "command_tag", json_string("SELECT 1"));
+	json_object_set_new(inner, "rows", json_null());
+	json_object_set_new(inner, "data", json_pack("[[s,n]]", "é", NULL));
+	json_object_set_new(ref, "session", json_string("0a0b0c0d-2"));
+	json_object_set_new(ref, "stmt", json_integer(3));
+	json_object_set_new(ref, "text", json_string("SELECT 1"));
+	json_object_set_new(ref, "result", inner);
+	json_object_set_new(ref, "v", json_integer(REC_FORMAT_VERSION));
+	json_object_set_new(ref, "seq", json_integer(9));
+	json_object_set_new(ref, "ts", json_string("1970-01-01T00:00:01.234567Z"));
+	json_object_set_new(ref, "type", json_string("statement"));
+	json_object_set_new(ref, "prev", json_string(prev));
+	assert_true(rec_serialize_built(&got, st, "statement", 1234567, 9, prev));
+	want = json_dumps(ref, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(want);
+	assert_int_equal(got.len, strlen(want));
+	assert_memory_equal(got.p, want, got.len);
+	/* a failed part fails the event it is nested in */
+	res->failed = true;
+	rec_event_nest(st, "again", res, skip);
+	assert_false(rec_event_ok(st));
+	free(want);
+	free(got.p);
+	json_decref(ref);
+	rec_event_free(st);
+	rec_event_free(res);
+}
+
 /* Built events go through the recorder and verify like any other. */
 static void test_built_events_recorded(void **state)
 {
@@ -960,6 +1019,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_crash_repair, setup, teardown),
 	    cmocka_unit_test(test_serializer_matches_jansson),
 	    cmocka_unit_test(test_built_event_matches_jansson),
+	    cmocka_unit_test(test_nested_part_matches_jansson),
 	    cmocka_unit_test_setup_teardown(test_built_events_recorded, setup, teardown),
 	    cmocka_unit_test(test_ring_full_empty_wrap),
 	    cmocka_unit_test(test_ring_want_room),
