@@ -234,13 +234,15 @@ static void ser_string(struct rec_buf *b, const char *s, size_t n)
 	static const char hex[] = "0123456789ABCDEF";
 	size_t run = 0;
 
+	if (!rb_reserve(b, n + 2)) /* the usual string needs no escape: one reservation */
+		return;
 	rb_putc(b, '"');
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char esc[6] = {'\\', 0, '0', '0', 0, 0};
 		size_t elen = 2;
 
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (!((unsigned)(c < 0x20) | (unsigned)(c == '"') | (unsigned)(c == '\\')))
 			continue;
 		rb_put(b, s + run, i - run);
 		run = i + 1;
@@ -264,13 +266,18 @@ static void ser_string(struct rec_buf *b, const char *s, size_t n)
 	rb_putc(b, '"');
 }
 
-/* An object member: a JSON value or (envelope) a C string to quote or raw JSON text. */
+/*
+ * An object member: a JSON value, a C string to quote or raw JSON text; or
+ * (chunk) raw text that is the whole member, "key":value, as built events and
+ * the envelope keep them.
+ */
 struct member {
 	const char *key;
 	json_t *val;
 	const char *str;
 	const char *raw;
 	size_t rawlen;
+	bool chunk;
 };
 
 static void ser_value(struct rec_buf *b, json_t *v);
@@ -330,11 +337,16 @@ static void sort_members(const struct member *m, size_t n, struct key_order *ord
 /* A key that needs no escaping (all of ours): "key": copied in one go. */
 static bool put_plain_key(struct rec_buf *b, const char *key)
 {
-	size_t n = 0;
+	size_t n = strlen(key);
+	unsigned bad = 0;
 
-	for (; key[n]; n++) /* length and check in one pass */
-		if ((unsigned char)key[n] < 0x20 || key[n] == '"' || key[n] == '\\')
-			return false;
+	for (size_t i = 0; i < n; i++) { /* no early exit: short keys, branch-free */
+		unsigned char c = (unsigned char)key[i];
+
+		bad |= (unsigned)(c < 0x20) | (unsigned)(c == '"') | (unsigned)(c == '\\');
+	}
+	if (bad)
+		return false;
 	if (!rb_reserve(b, n + 3))
 		return true; /* oom is latched */
 	b->p[b->len] = '"';
@@ -347,6 +359,10 @@ static bool put_plain_key(struct rec_buf *b, const char *key)
 
 static void ser_member(struct rec_buf *b, const struct member *m)
 {
+	if (m->chunk) {
+		rb_put(b, m->raw, m->rawlen);
+		return;
+	}
 	if (!put_plain_key(b, m->key)) {
 		ser_string(b, m->key, strlen(m->key));
 		rb_putc(b, ':');
@@ -382,16 +398,47 @@ static void ser_members(struct rec_buf *b, struct member *m, size_t n)
 	rb_putc(b, '}');
 }
 
+/*
+ * Members that are all chunks (a built event and its envelope), sorted and
+ * joined into an object with one reservation: the writer's per-event work is
+ * then a sort of small integers and one copy per member.
+ */
+static void put_chunks(struct rec_buf *b, const struct member *m, size_t n)
+{
+	struct key_order ord[REC_EVENT_MEMBERS + 5];
+	size_t total = 2 + (n ? n - 1 : 0);
+	char *p;
+
+	for (size_t i = 0; i < n; i++)
+		total += m[i].rawlen;
+	if (!rb_reserve(b, total))
+		return;
+	sort_members(m, n, ord);
+	p = b->p + b->len;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		const struct member *x = &m[ord[i].idx];
+
+		if (i)
+			*p++ = ',';
+		memcpy(p, x->raw, x->rawlen);
+		p += x->rawlen;
+	}
+	*p++ = '}';
+	b->len = (size_t)(p - b->p);
+}
+
 static bool reserved_key(const char *k)
 {
-	static const char *const keys[] = {"v", "seq", "ts", "type", "prev", "hash"};
-
-	if (!strchr("vstph", k[0])) /* most keys: one test */
-		return false;
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(k, keys[i]) == 0)
-			return true;
-	return false;
+	/* every member of every event asks: by first byte, then one comparison */
+	switch (k[0]) {
+	case 'v': return k[1] == '\0';
+	case 's': return strcmp(k, "seq") == 0;
+	case 't': return k[1] == 's' ? k[2] == '\0' : strcmp(k, "type") == 0;
+	case 'p': return strcmp(k, "prev") == 0;
+	case 'h': return strcmp(k, "hash") == 0;
+	default: return false;
+	}
 }
 
 /*
@@ -412,7 +459,7 @@ static void ser_object(struct rec_buf *b, json_t *obj, const struct member *extr
 	json_object_foreach(obj, k, v)
 	{
 		if (!extra || !reserved_key(k))
-			m[n++] = (struct member){k, v, NULL, NULL, 0};
+			m[n++] = (struct member){k, v, NULL, NULL, 0, false};
 	}
 	for (size_t i = 0; i < nextra; i++)
 		m[n++] = extra[i];
@@ -460,9 +507,13 @@ static void ser_value(struct rec_buf *b, json_t *v)
 	}
 }
 
-/* The envelope's values as JSON text. */
+/*
+ * The envelope's members as chunks ("key":value) in env->text: the key-value
+ * text of v, seq, ts, type and prev.
+ */
 struct envelope {
-	char ts[64], seq[24], prev[REC_HASH_HEX_LEN + 3];
+	struct rec_buf b; /* starts in text; a very long type (jansson events) grows it */
+	char text[256];
 	struct member m[5];
 };
 
@@ -497,38 +548,54 @@ static size_t ts_text(usec_t ts, char *out)
 	return n + 10;
 }
 
-static void envelope_of(struct envelope *env, const char *type, usec_t ts, uint64_t seq,
+/* false when out of memory; release with envelope_done. */
+static bool envelope_of(struct envelope *env, const char *type, usec_t ts, uint64_t seq,
                         const char *prev)
 {
-	static const char version[] = REC_STR(REC_FORMAT_VERSION);
-	size_t tslen = ts_text(ts, env->ts), seqlen = 0;
-	char tmp[24];
-	size_t i = sizeof(tmp);
+	static const char version[] = "\"v\":" REC_STR(REC_FORMAT_VERSION);
+	static const char *const keys[5] = {"v", "seq", "ts", "type", "prev"};
+	struct rec_buf *b = &env->b;
+	size_t at[6];
 
-	do { /* seq without printf */
-		tmp[--i] = (char)('0' + seq % 10);
-		seq /= 10;
-	} while (seq);
-	seqlen = sizeof(tmp) - i;
-	memcpy(env->seq, tmp + i, seqlen);
-	env->prev[0] = '"';
-	memcpy(env->prev + 1, prev, REC_HASH_HEX_LEN);
-	env->prev[REC_HASH_HEX_LEN + 1] = '"';
-	env->m[0] = (struct member){"v", NULL, NULL, version, sizeof(version) - 1};
-	env->m[1] = (struct member){"seq", NULL, NULL, env->seq, seqlen};
-	env->m[2] = (struct member){"ts", NULL, NULL, env->ts, tslen};
-	env->m[3] = (struct member){"type", NULL, type, NULL, 0};
-	env->m[4] = (struct member){"prev", NULL, NULL, env->prev, REC_HASH_HEX_LEN + 2};
+	*b = (struct rec_buf){env->text, 0, sizeof(env->text), false, true};
+	at[0] = 0;
+	rb_put(b, version, sizeof(version) - 1);
+	at[1] = b->len;
+	rb_put(b, "\"seq\":", 6);
+	rb_putu(b, seq);
+	at[2] = b->len;
+	rb_put(b, "\"ts\":", 5);
+	if (rb_reserve(b, 64))
+		b->len += ts_text(ts, b->p + b->len);
+	at[3] = b->len;
+	rb_put(b, "\"type\":", 7);
+	ser_string(b, type, strlen(type));
+	at[4] = b->len;
+	rb_put(b, "\"prev\":\"", 8);
+	rb_put(b, prev, REC_HASH_HEX_LEN);
+	rb_putc(b, '"');
+	at[5] = b->len;
+	for (int i = 0; i < 5; i++) /* pointers only now: the text may have moved while growing */
+		env->m[i] = (struct member){keys[i], NULL, NULL, b->p + at[i], at[i + 1] - at[i], true};
+	return !b->oom;
+}
+
+static void envelope_done(struct envelope *env)
+{
+	if (!env->b.borrowed)
+		free(env->b.p);
 }
 
 bool rec_serialize_event(struct rec_buf *b, json_t *fields, const char *type, usec_t ts,
                          uint64_t seq, const char *prev)
 {
 	struct envelope env;
+	bool ok = envelope_of(&env, type, ts, seq, prev);
 
-	envelope_of(&env, type, ts, seq, prev);
-	ser_object(b, fields, env.m, 5);
-	return !b->oom;
+	if (ok)
+		ser_object(b, fields, env.m, 5);
+	envelope_done(&env);
+	return ok && !b->oom;
 }
 
 bool rec_serialize_built(struct rec_buf *b, const struct rec_event *e, const char *type, usec_t ts,
@@ -538,12 +605,17 @@ bool rec_serialize_built(struct rec_buf *b, const struct rec_event *e, const cha
 	struct envelope env;
 	size_t n = 0;
 
-	envelope_of(&env, type, ts, seq, prev);
+	if (!envelope_of(&env, type, ts, seq, prev)) {
+		envelope_done(&env);
+		return false;
+	}
 	for (size_t i = 0; i < e->n; i++)
-		m[n++] = (struct member){e->m[i].key, NULL, NULL, e->text.p + e->m[i].off, e->m[i].len};
+		m[n++] = (struct member){e->m[i].key, NULL, NULL, e->text.p + e->m[i].off, e->m[i].len,
+		                         true};
 	for (size_t i = 0; i < 5; i++)
 		m[n++] = env.m[i];
-	ser_members(b, m, n);
+	put_chunks(b, m, n);
+	envelope_done(&env);
 	return !b->oom;
 }
 
@@ -582,12 +654,20 @@ void rec_event_free(struct rec_event *e)
 	free(e);
 }
 
-/* Start the member `key`: its value is what is appended to e->text until member_end. */
+/*
+ * Start the member `key`: its "key": goes into e->text now, its value is what
+ * is appended after it until member_end. The member is kept as that whole
+ * chunk, so that writing the event is copying chunks (put_chunks).
+ */
 static bool member_begin(struct rec_event *e, const char *key, size_t *start)
 {
 	if (e->failed || reserved_key(key))
 		return false;
 	*start = e->text.len;
+	if (!put_plain_key(&e->text, key)) {
+		ser_string(&e->text, key, strlen(key));
+		rb_putc(&e->text, ':');
+	}
 	return true;
 }
 
@@ -607,7 +687,7 @@ static void member_end(struct rec_event *e, const char *key, size_t start)
 		return;
 	}
 	e->n += i == e->n;
-	e->m[i].key = key; /* a replaced value stays in text, unused */
+	e->m[i].key = key; /* a replaced member stays in text, unused */
 	e->m[i].off = (uint32_t)start;
 	e->m[i].len = (uint32_t)(e->text.len - start);
 }
@@ -634,8 +714,12 @@ void rec_event_merge(struct rec_event *dst, const struct rec_event *src)
 		dst->failed = true;
 		return;
 	}
-	for (size_t i = 0; i < src->n; i++)
-		member_raw(dst, src->m[i].key, src->text.p + src->m[i].off, src->m[i].len);
+	for (size_t i = 0; i < src->n && !dst->failed; i++) { /* whole chunks: "key":value */
+		size_t start = dst->text.len;
+
+		rb_put(&dst->text, src->text.p + src->m[i].off, src->m[i].len);
+		member_end(dst, src->m[i].key, start);
+	}
 }
 
 void rec_event_nest(struct rec_event *dst, const char *key, const struct rec_event *src,
@@ -657,9 +741,9 @@ void rec_event_nest(struct rec_event *dst, const char *key, const struct rec_eve
 			k++;
 		if (!*k)
 			m[n++] = (struct member){src->m[i].key, NULL, NULL, src->text.p + src->m[i].off,
-			                         src->m[i].len};
+			                         src->m[i].len, true};
 	}
-	ser_members(&dst->text, m, n);
+	put_chunks(&dst->text, m, n);
 	member_end(dst, key, start);
 }
 
@@ -675,7 +759,13 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 
 	while (i < n) {
 		unsigned c = s[i], need, cp;
+		uint64_t w;
 
+		/* ASCII, the usual text, eight bytes a step */
+		if (n - i >= 8 && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ULL) == 0)) {
+			i += 8;
+			continue;
+		}
 		if (c < 0x80) {
 			i++;
 			continue;
