@@ -16,9 +16,13 @@
 #define REC_NAME_MAX 96
 #define REC_TYPE_MAX 32 /* event types up to 31 bytes travel in the slot, not the object */
 
-/* One queued event: the loop's fields (never modified by the writer) and envelope data. */
+/*
+ * One queued event: the loop's fields (never modified by the writer) and
+ * envelope data. A slot is one cache line (aligned in the ring): the loop's
+ * write of one slot then never shares a line with a slot the writer reads.
+ */
 struct rec_slot {
-	json_t *fields;          /* a JSON object; reserved keys in it are ignored */
+	_Alignas(64) json_t *fields; /* a JSON object; reserved keys in it are ignored */
 	struct rec_event *ev;    /* or (fields NULL) an event built as text */
 	usec_t ts;               /* when it was emitted */
 	char type[REC_TYPE_MAX]; /* "" = take "type" from fields (a type too long for here) */
@@ -33,14 +37,14 @@ struct rec_buf {
 };
 
 struct rec_event {
-	struct rec_buf text; /* the members' values, serialized, back to back */
+	struct rec_buf text; /* the members as "key":value chunks, back to back */
 	size_t n;
+	usec_t ts;   /* when it happened; 0: when emitted */
+	bool failed; /* (kept with the header: one cache line less per event) */
 	struct {
 		const char *key;
 		uint32_t off, len;
 	} m[REC_EVENT_MEMBERS];
-	bool failed;
-	usec_t ts;             /* when it happened; 0: when emitted */
 	char inline_text[384]; /* text's first storage: no second allocation for most events */
 };
 

@@ -228,22 +228,48 @@ static void rb_puti(struct rec_buf *b, json_int_t v)
 	}
 }
 
+/*
+ * Whether any of 8 bytes is one JSON escapes (< 0x20, ", \), all at once: the
+ * classic "has a byte less than / equal to" word tricks, exact for the question
+ * "is there any" (which is all that is asked).
+ */
+static inline bool word_needs_escape(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+
+	return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
+}
+
 /* A JSON string exactly as jansson escapes it without flags: ", \, and controls only. */
 static void ser_string(struct rec_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t run = 0;
+	size_t run = 0, i = 0;
 
 	if (!rb_reserve(b, n + 2)) /* the usual string needs no escape: one reservation */
 		return;
+	/* the usual string: nothing to escape, found eight bytes a step, one copy */
+	for (uint64_t w; i + 8 <= n && (memcpy(&w, s + i, 8), !word_needs_escape(w));)
+		i += 8;
+	while (i < n && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\')
+		i++;
+	if (i == n) {
+		b->p[b->len] = '"';
+		memcpy(b->p + b->len + 1, s, n);
+		b->p[b->len + 1 + n] = '"';
+		b->len += n + 2;
+		return;
+	}
 	rb_putc(b, '"');
-	for (size_t i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		char esc[6] = {'\\', 0, '0', '0', 0, 0};
+		char esc[6];
 		size_t elen = 2;
 
-		if (!((unsigned)(c < 0x20) | (unsigned)(c == '"') | (unsigned)(c == '\\')))
+		if (c >= 0x20 && c != '"' && c != '\\') /* the usual byte: nothing else to do */
 			continue;
+		memcpy(esc, "\\\0" "00\0\0", 6);
 		rb_put(b, s + run, i - run);
 		run = i + 1;
 		switch (c) {
@@ -312,6 +338,38 @@ static inline uint64_t key_prefix(const char *k)
 	return i == 0 ? 0 : p << (8 * (8 - i)); /* (a shift by 64 would be undefined) */
 }
 
+/*
+ * What the writer and the loop need of a key, per key pointer: built events
+ * use a few dozen string literals as keys, each tens of thousands of times a
+ * second, and measuring, checking and prefixing them each time was a tenth of
+ * the recording's instructions (callgrind). Direct-mapped, per thread (the loop
+ * and the writer each keep their own), keyed by the pointer: only for keys of
+ * built events, which are string literals by contract (include/recorder.h), never
+ * for a jansson object's keys, whose memory is reused for other keys.
+ */
+struct key_info {
+	const char *key;
+	uint64_t prefix;
+	uint32_t len;
+	bool plain; /* needs no escaping */
+};
+
+static const struct key_info *key_info_of(const char *k)
+{
+	static _Thread_local struct key_info cache[256];
+	struct key_info *e = &cache[((uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15ULL) >> 56];
+
+	if (e->key != k) {
+		size_t n = strlen(k);
+		bool plain = n < UINT32_MAX;
+
+		for (size_t i = 0; i < n && plain; i++)
+			plain = (unsigned char)k[i] >= 0x20 && k[i] != '"' && k[i] != '\\';
+		*e = (struct key_info){k, key_prefix(k), (uint32_t)n, plain};
+	}
+	return e;
+}
+
 /* a after b in strcmp order. */
 static inline bool key_after(const struct key_order *a, const struct key_order *b,
                              const struct member *m)
@@ -321,11 +379,16 @@ static inline bool key_after(const struct key_order *a, const struct key_order *
 	return (a->prefix & 0xff) && strcmp(m[a->idx].key + 8, m[b->idx].key + 8) > 0;
 }
 
-/* The order of m by key into ord (n entries, n <= 32 + 5). */
-static void sort_members(const struct member *m, size_t n, struct key_order *ord)
+/*
+ * The order of m by key into ord (n entries, n <= 32 + 5). literal: the keys
+ * are a built event's (string literals: their prefixes are cached by pointer);
+ * a jansson object's keys are not (freed memory is reused for other keys).
+ */
+static void sort_members(const struct member *m, size_t n, struct key_order *ord, bool literal)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct key_order x = {key_prefix(m[i].key), i};
+		struct key_order x = {literal ? key_info_of(m[i].key)->prefix : key_prefix(m[i].key),
+		                      i};
 		size_t j = i;
 
 		for (; j > 0 && key_after(&ord[j - 1], &x, m); j--)
@@ -334,19 +397,30 @@ static void sort_members(const struct member *m, size_t n, struct key_order *ord
 	}
 }
 
+static bool put_key_text(struct rec_buf *b, const char *key, size_t n);
+
 /* A key that needs no escaping (all of ours): "key": copied in one go. */
 static bool put_plain_key(struct rec_buf *b, const char *key)
 {
 	size_t n = strlen(key);
-	unsigned bad = 0;
 
-	for (size_t i = 0; i < n; i++) { /* no early exit: short keys, branch-free */
-		unsigned char c = (unsigned char)key[i];
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)key[i] < 0x20 || key[i] == '"' || key[i] == '\\')
+			return false;
+	return put_key_text(b, key, n);
+}
 
-		bad |= (unsigned)(c < 0x20) | (unsigned)(c == '"') | (unsigned)(c == '\\');
-	}
-	if (bad)
-		return false;
+/* A built event's key (a literal: key_info_of caches it) as "key":; false: not plain. */
+static bool put_literal_key(struct rec_buf *b, const char *key)
+{
+	const struct key_info *ki = key_info_of(key);
+
+	return ki->plain && put_key_text(b, key, ki->len);
+}
+
+/* "key": for a key of n bytes that needs no escaping. */
+static bool put_key_text(struct rec_buf *b, const char *key, size_t n)
+{
 	if (!rb_reserve(b, n + 3))
 		return true; /* oom is latched */
 	b->p[b->len] = '"';
@@ -388,7 +462,7 @@ static void ser_members(struct rec_buf *b, struct member *m, size_t n)
 			ser_member(b, &m[i]);
 		}
 	} else {
-		sort_members(m, n, ord);
+		sort_members(m, n, ord, false);
 		for (size_t i = 0; i < n; i++) {
 			if (i)
 				rb_putc(b, ',');
@@ -413,7 +487,7 @@ static void put_chunks(struct rec_buf *b, const struct member *m, size_t n)
 		total += m[i].rawlen;
 	if (!rb_reserve(b, total))
 		return;
-	sort_members(m, n, ord);
+	sort_members(m, n, ord, true);
 	p = b->p + b->len;
 	*p++ = '{';
 	for (size_t i = 0; i < n; i++) {
@@ -664,7 +738,7 @@ static bool member_begin(struct rec_event *e, const char *key, size_t *start)
 	if (e->failed || reserved_key(key))
 		return false;
 	*start = e->text.len;
-	if (!put_plain_key(&e->text, key)) {
+	if (!put_literal_key(&e->text, key)) {
 		ser_string(&e->text, key, strlen(key));
 		rb_putc(&e->text, ':');
 	}
