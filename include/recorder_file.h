@@ -39,10 +39,12 @@ struct rec_buf {
 struct rec_event {
 	struct rec_buf text; /* the members as "key":value chunks, back to back */
 	size_t n;
-	usec_t ts;   /* when it happened; 0: when emitted */
-	bool failed; /* (kept with the header: one cache line less per event) */
+	usec_t ts;        /* when it happened; 0: when emitted */
+	uint64_t keybits; /* keys set, one bit each by prefix: a key set again is rare */
+	bool failed;      /* (kept with the header: one cache line less per event) */
 	struct {
 		const char *key;
+		uint64_t prefix; /* of key, for the writer's sort */
 		uint32_t off, len;
 	} m[REC_EVENT_MEMBERS];
 	char inline_text[384]; /* text's first storage: no second allocation for most events */

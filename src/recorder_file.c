@@ -168,7 +168,8 @@ static void add_note(struct rec_writer *w, const char *type, json_t *fields)
 #define REC_STR_(x) #x
 #define REC_STR(x)  REC_STR_(x)
 
-static bool rb_reserve(struct rec_buf *b, size_t more)
+/* rb_reserve when b must grow (or has failed before). */
+static bool rb_grow(struct rec_buf *b, size_t more)
 {
 	size_t cap;
 	char *p;
@@ -191,6 +192,12 @@ static bool rb_reserve(struct rec_buf *b, size_t more)
 	b->p = p;
 	b->cap = cap;
 	return true;
+}
+
+/* Room for `more` bytes; false (latched in oom) when out of memory. Every append asks. */
+static inline bool rb_reserve(struct rec_buf *b, size_t more)
+{
+	return (!b->oom && b->len + more <= b->cap) || rb_grow(b, more);
 }
 
 static void rb_put(struct rec_buf *b, const char *s, size_t n)
@@ -351,8 +358,11 @@ struct key_info {
 	const char *key;
 	uint64_t prefix;
 	uint32_t len;
-	bool plain; /* needs no escaping */
+	bool plain;    /* needs no escaping */
+	bool reserved; /* an envelope key: never set by the caller */
 };
+
+static bool reserved_key(const char *k);
 
 static const struct key_info *key_info_of(const char *k)
 {
@@ -365,33 +375,28 @@ static const struct key_info *key_info_of(const char *k)
 
 		for (size_t i = 0; i < n && plain; i++)
 			plain = (unsigned char)k[i] >= 0x20 && k[i] != '"' && k[i] != '\\';
-		*e = (struct key_info){k, key_prefix(k), (uint32_t)n, plain};
+		*e = (struct key_info){k, key_prefix(k), (uint32_t)n, plain, reserved_key(k)};
 	}
 	return e;
 }
 
-/* a after b in strcmp order. */
-static inline bool key_after(const struct key_order *a, const struct key_order *b,
-                             const struct member *m)
+/* Key a (prefix pa) after key b (prefix pb) in strcmp order. */
+static inline bool key_after(uint64_t pa, const char *a, uint64_t pb, const char *b)
 {
-	if (a->prefix != b->prefix)
-		return a->prefix > b->prefix;
-	return (a->prefix & 0xff) && strcmp(m[a->idx].key + 8, m[b->idx].key + 8) > 0;
+	if (pa != pb)
+		return pa > pb;
+	return (pa & 0xff) && strcmp(a + 8, b + 8) > 0;
 }
 
-/*
- * The order of m by key into ord (n entries, n <= 32 + 5). literal: the keys
- * are a built event's (string literals: their prefixes are cached by pointer);
- * a jansson object's keys are not (freed memory is reused for other keys).
- */
-static void sort_members(const struct member *m, size_t n, struct key_order *ord, bool literal)
+/* The order of m by key into ord (n entries, n <= 32 + 5). */
+static void sort_members(const struct member *m, size_t n, struct key_order *ord)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct key_order x = {literal ? key_info_of(m[i].key)->prefix : key_prefix(m[i].key),
-		                      i};
+		struct key_order x = {key_prefix(m[i].key), i};
 		size_t j = i;
 
-		for (; j > 0 && key_after(&ord[j - 1], &x, m); j--)
+		for (; j > 0 && key_after(ord[j - 1].prefix, m[ord[j - 1].idx].key, x.prefix, m[i].key);
+		     j--)
 			ord[j] = ord[j - 1];
 		ord[j] = x;
 	}
@@ -408,14 +413,6 @@ static bool put_plain_key(struct rec_buf *b, const char *key)
 		if ((unsigned char)key[i] < 0x20 || key[i] == '"' || key[i] == '\\')
 			return false;
 	return put_key_text(b, key, n);
-}
-
-/* A built event's key (a literal: key_info_of caches it) as "key":; false: not plain. */
-static bool put_literal_key(struct rec_buf *b, const char *key)
-{
-	const struct key_info *ki = key_info_of(key);
-
-	return ki->plain && put_key_text(b, key, ki->len);
 }
 
 /* "key": for a key of n bytes that needs no escaping. */
@@ -462,7 +459,7 @@ static void ser_members(struct rec_buf *b, struct member *m, size_t n)
 			ser_member(b, &m[i]);
 		}
 	} else {
-		sort_members(m, n, ord, false);
+		sort_members(m, n, ord);
 		for (size_t i = 0; i < n; i++) {
 			if (i)
 				rb_putc(b, ',');
@@ -472,31 +469,45 @@ static void ser_members(struct rec_buf *b, struct member *m, size_t n)
 	rb_putc(b, '}');
 }
 
+/* A built event's member (or an envelope member) as its whole text, "key":value. */
+struct chunk {
+	uint64_t prefix; /* key_prefix of key */
+	const char *key;
+	const char *p;
+	size_t n;
+};
+
 /*
- * Members that are all chunks (a built event and its envelope), sorted and
- * joined into an object with one reservation: the writer's per-event work is
- * then a sort of small integers and one copy per member.
+ * Chunks (a built event's members and its envelope), sorted and joined into
+ * an object with one reservation: the writer's per-event work is then a sort
+ * of small integers and one copy per member.
  */
-static void put_chunks(struct rec_buf *b, const struct member *m, size_t n)
+static void put_chunks(struct rec_buf *b, const struct chunk *c, size_t n)
 {
-	struct key_order ord[REC_EVENT_MEMBERS + 5];
+	uint8_t ord[REC_EVENT_MEMBERS + 5];
 	size_t total = 2 + (n ? n - 1 : 0);
 	char *p;
 
-	for (size_t i = 0; i < n; i++)
-		total += m[i].rawlen;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i;
+
+		total += c[i].n;
+		for (; j > 0 && key_after(c[ord[j - 1]].prefix, c[ord[j - 1]].key, c[i].prefix, c[i].key);
+		     j--)
+			ord[j] = ord[j - 1];
+		ord[j] = (uint8_t)i;
+	}
 	if (!rb_reserve(b, total))
 		return;
-	sort_members(m, n, ord, true);
 	p = b->p + b->len;
 	*p++ = '{';
 	for (size_t i = 0; i < n; i++) {
-		const struct member *x = &m[ord[i].idx];
+		const struct chunk *x = &c[ord[i]];
 
 		if (i)
 			*p++ = ',';
-		memcpy(p, x->raw, x->rawlen);
-		p += x->rawlen;
+		memcpy(p, x->p, x->n);
+		p += x->n;
 	}
 	*p++ = '}';
 	b->len = (size_t)(p - b->p);
@@ -588,7 +599,7 @@ static void ser_value(struct rec_buf *b, json_t *v)
 struct envelope {
 	struct rec_buf b; /* starts in text; a very long type (jansson events) grows it */
 	char text[256];
-	struct member m[5];
+	struct chunk c[5];
 };
 
 /*
@@ -650,7 +661,8 @@ static bool envelope_of(struct envelope *env, const char *type, usec_t ts, uint6
 	rb_putc(b, '"');
 	at[5] = b->len;
 	for (int i = 0; i < 5; i++) /* pointers only now: the text may have moved while growing */
-		env->m[i] = (struct member){keys[i], NULL, NULL, b->p + at[i], at[i + 1] - at[i], true};
+		env->c[i] = (struct chunk){key_info_of(keys[i])->prefix, keys[i], b->p + at[i],
+		                           at[i + 1] - at[i]};
 	return !b->oom;
 }
 
@@ -664,10 +676,13 @@ bool rec_serialize_event(struct rec_buf *b, json_t *fields, const char *type, us
                          uint64_t seq, const char *prev)
 {
 	struct envelope env;
+	struct member m[5];
 	bool ok = envelope_of(&env, type, ts, seq, prev);
 
+	for (int i = 0; ok && i < 5; i++)
+		m[i] = (struct member){env.c[i].key, NULL, NULL, env.c[i].p, env.c[i].n, true};
 	if (ok)
-		ser_object(b, fields, env.m, 5);
+		ser_object(b, fields, m, 5);
 	envelope_done(&env);
 	return ok && !b->oom;
 }
@@ -675,7 +690,7 @@ bool rec_serialize_event(struct rec_buf *b, json_t *fields, const char *type, us
 bool rec_serialize_built(struct rec_buf *b, const struct rec_event *e, const char *type, usec_t ts,
                          uint64_t seq, const char *prev)
 {
-	struct member m[REC_EVENT_MEMBERS + 5];
+	struct chunk c[REC_EVENT_MEMBERS + 5];
 	struct envelope env;
 	size_t n = 0;
 
@@ -684,11 +699,11 @@ bool rec_serialize_built(struct rec_buf *b, const struct rec_event *e, const cha
 		return false;
 	}
 	for (size_t i = 0; i < e->n; i++)
-		m[n++] = (struct member){e->m[i].key, NULL, NULL, e->text.p + e->m[i].off, e->m[i].len,
-		                         true};
+		c[n++] = (struct chunk){e->m[i].prefix, e->m[i].key, e->text.p + e->m[i].off,
+		                        e->m[i].len};
 	for (size_t i = 0; i < 5; i++)
-		m[n++] = env.m[i];
-	put_chunks(b, m, n);
+		c[n++] = env.c[i];
+	put_chunks(b, c, n);
 	envelope_done(&env);
 	return !b->oom;
 }
@@ -704,6 +719,7 @@ struct rec_event *rec_event_new(void)
 		return NULL;
 	e->text = (struct rec_buf){e->inline_text, 0, sizeof(e->inline_text), false, true};
 	e->n = 0;
+	e->keybits = 0;
 	e->failed = false;
 	e->ts = 0;
 	return e;
@@ -715,6 +731,7 @@ void rec_event_reset(struct rec_event *e)
 		free(e->text.p);
 	e->text = (struct rec_buf){e->inline_text, 0, sizeof(e->inline_text), false, true};
 	e->n = 0;
+	e->keybits = 0;
 	e->failed = false;
 	e->ts = 0;
 }
@@ -731,37 +748,50 @@ void rec_event_free(struct rec_event *e)
 /*
  * Start the member `key`: its "key": goes into e->text now, its value is what
  * is appended after it until member_end. The member is kept as that whole
- * chunk, so that writing the event is copying chunks (put_chunks).
+ * chunk, so that writing the event is copying chunks (put_chunks). NULL: the
+ * member is not set (the event failed, or the key is reserved).
  */
-static bool member_begin(struct rec_event *e, const char *key, size_t *start)
+static const struct key_info *member_begin(struct rec_event *e, const char *key, size_t *start)
 {
-	if (e->failed || reserved_key(key))
-		return false;
+	const struct key_info *ki;
+
+	if (e->failed || (ki = key_info_of(key))->reserved)
+		return NULL;
 	*start = e->text.len;
-	if (!put_literal_key(&e->text, key)) {
-		ser_string(&e->text, key, strlen(key));
+	if (ki->plain) {
+		put_key_text(&e->text, key, ki->len);
+	} else {
+		ser_string(&e->text, key, ki->len);
 		rb_putc(&e->text, ':');
 	}
-	return true;
+	return ki;
 }
 
-static void member_end(struct rec_event *e, const char *key, size_t start)
+/*
+ * The chunk from start to the end of e->text is the member key (prefix: its
+ * key_prefix). Setting a key again replaces it: keybits (one bit per key, by
+ * its prefix) spares the search for a key set before in the usual case.
+ */
+static void member_end(struct rec_event *e, const char *key, uint64_t prefix, size_t start)
 {
-	size_t i;
+	uint64_t bit = UINT64_C(1) << ((prefix * 0x9E3779B97F4A7C15ULL) >> 58);
+	size_t i = e->n;
 
 	if (e->text.oom || e->text.len > UINT32_MAX) {
 		e->failed = true;
 		return;
 	}
-	/* keys are literals: most differ in the first byte, which spares the strcmp */
-	for (i = 0; i < e->n && (e->m[i].key[0] != key[0] || strcmp(e->m[i].key, key) != 0); i++)
-		;
+	if (e->keybits & bit)
+		for (i = 0; i < e->n && (e->m[i].prefix != prefix || strcmp(e->m[i].key, key) != 0); i++)
+			;
 	if (i == REC_EVENT_MEMBERS) {
 		e->failed = true;
 		return;
 	}
 	e->n += i == e->n;
+	e->keybits |= bit;
 	e->m[i].key = key; /* a replaced member stays in text, unused */
+	e->m[i].prefix = prefix;
 	e->m[i].off = (uint32_t)start;
 	e->m[i].len = (uint32_t)(e->text.len - start);
 }
@@ -769,12 +799,13 @@ static void member_end(struct rec_event *e, const char *key, size_t start)
 /* Raw JSON text as the value of key. */
 static void member_raw(struct rec_event *e, const char *key, const char *raw, size_t n)
 {
+	const struct key_info *ki;
 	size_t start;
 
-	if (!member_begin(e, key, &start))
+	if (!(ki = member_begin(e, key, &start)))
 		return;
 	rb_put(&e->text, raw, n);
-	member_end(e, key, start);
+	member_end(e, key, ki->prefix, start);
 }
 
 bool rec_event_ok(const struct rec_event *e)
@@ -792,21 +823,22 @@ void rec_event_merge(struct rec_event *dst, const struct rec_event *src)
 		size_t start = dst->text.len;
 
 		rb_put(&dst->text, src->text.p + src->m[i].off, src->m[i].len);
-		member_end(dst, src->m[i].key, start);
+		member_end(dst, src->m[i].key, src->m[i].prefix, start);
 	}
 }
 
 void rec_event_nest(struct rec_event *dst, const char *key, const struct rec_event *src,
                     const char *const *skip)
 {
-	struct member m[REC_EVENT_MEMBERS];
+	struct chunk c[REC_EVENT_MEMBERS];
+	const struct key_info *ki;
 	size_t n = 0, start;
 
 	if (src->failed) {
 		dst->failed = true;
 		return;
 	}
-	if (!member_begin(dst, key, &start))
+	if (!(ki = member_begin(dst, key, &start)))
 		return;
 	for (size_t i = 0; i < src->n; i++) {
 		const char *const *k = skip;
@@ -814,11 +846,11 @@ void rec_event_nest(struct rec_event *dst, const char *key, const struct rec_eve
 		while (*k && strcmp(*k, src->m[i].key) != 0)
 			k++;
 		if (!*k)
-			m[n++] = (struct member){src->m[i].key, NULL, NULL, src->text.p + src->m[i].off,
-			                         src->m[i].len, true};
+			c[n++] = (struct chunk){src->m[i].prefix, src->m[i].key,
+			                        src->text.p + src->m[i].off, src->m[i].len};
 	}
-	put_chunks(&dst->text, m, n);
-	member_end(dst, key, start);
+	put_chunks(&dst->text, c, n);
+	member_end(dst, key, ki->prefix, start);
 }
 
 void rec_event_set_ts(struct rec_event *e, usec_t ts)
@@ -869,13 +901,14 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 
 bool rec_event_strn(struct rec_event *e, const char *key, const char *s, size_t n)
 {
+	const struct key_info *ki;
 	size_t start;
 
 	if (!utf8_valid((const unsigned char *)s, n))
 		return false;
-	if (member_begin(e, key, &start)) {
+	if ((ki = member_begin(e, key, &start))) {
 		ser_string(&e->text, s, n);
-		member_end(e, key, start);
+		member_end(e, key, ki->prefix, start);
 	}
 	return true;
 }
@@ -891,12 +924,13 @@ void rec_event_str(struct rec_event *e, const char *key, const char *s)
 
 void rec_event_int(struct rec_event *e, const char *key, int64_t v)
 {
+	const struct key_info *ki;
 	size_t start;
 
-	if (!member_begin(e, key, &start))
+	if (!(ki = member_begin(e, key, &start)))
 		return;
 	rb_puti(&e->text, (json_int_t)v);
-	member_end(e, key, start);
+	member_end(e, key, ki->prefix, start);
 }
 
 void rec_event_bool(struct rec_event *e, const char *key, bool v)
@@ -911,13 +945,14 @@ void rec_event_null(struct rec_event *e, const char *key)
 
 void rec_event_json(struct rec_event *e, const char *key, json_t *v)
 {
+	const struct key_info *ki;
 	size_t start;
 
 	if (!v)
 		return;
-	if (member_begin(e, key, &start)) {
+	if ((ki = member_begin(e, key, &start))) {
 		ser_value(&e->text, v);
-		member_end(e, key, start);
+		member_end(e, key, ki->prefix, start);
 	}
 	json_decref(v);
 }
@@ -1009,6 +1044,7 @@ char *rec_jarray_finish(struct rec_jarray *a, size_t *len)
 static bool hash_body(struct rec_writer *w, const char *body, size_t len, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
+	static _Thread_local char pairs[256][2]; /* byte -> two hex digits, made once */
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
@@ -1017,10 +1053,11 @@ static bool hash_body(struct rec_writer *w, const char *body, size_t len, char *
 	if (!EVP_DigestInit_ex(w->mdctx, w->md, NULL) || !EVP_DigestUpdate(w->mdctx, body, len) ||
 	    !EVP_DigestFinal_ex(w->mdctx, md, &mdlen) || mdlen != REC_HASH_HEX_LEN / 2)
 		return false;
-	for (unsigned int i = 0; i < mdlen; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
+	if (!pairs[255][0])
+		for (int i = 0; i < 256; i++)
+			pairs[i][0] = hex[i >> 4], pairs[i][1] = hex[i & 15];
+	for (unsigned int i = 0; i < mdlen; i++)
+		memcpy(out + 2 * i, pairs[md[i]], 2);
 	out[REC_HASH_HEX_LEN] = '\0';
 	return true;
 }
