@@ -333,6 +333,28 @@ class Runner:
 # --------------------------------------------------------------------------
 
 
+def start_postgres(r, pgbin, conf=""):
+    """initdb and start a throwaway PostgreSQL in r.tmp (as the test user), create DB_NAME;
+    returns (process, port, psql argv without host/port/db)."""
+    datadir = os.path.join(r.tmp, "pgdata")
+    pgport = free_port()
+    log("initdb")
+    r.run([os.path.join(pgbin, "initdb"), "-D", datadir, "-U", DB_USER, "-A", "trust", "--no-locale",
+           "-E", "UTF8", "--no-sync"], timeout=120, as_user=True)
+    with open(os.path.join(datadir, "postgresql.auto.conf"), "a") as f:
+        f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {pgport}\nunix_socket_directories = '{r.tmp}'\n"
+                "fsync = off\nlogging_collector = off\nlog_min_messages = warning\n" + conf)
+    pglog = open(os.path.join(r.tmp, "postgres.log"), "wb")
+    pg = r.spawn("postgres", [os.path.join(pgbin, "postgres"), "-D", datadir], stop_sig=signal.SIGINT,
+                 stdout=pglog)
+    if not wait_port(pgport, pg, timeout=60):
+        raise Fatal("PostgreSQL did not start:\n" + open(pglog.name, errors="replace").read()[-2000:])
+    psql = [os.path.join(pgbin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", DB_USER]
+    r.run(psql + ["-h", r.tmp, "-p", str(pgport), "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"],
+          timeout=60)
+    return pg, pgport, psql
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

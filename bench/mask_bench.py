@@ -94,22 +94,7 @@ def run(r, args):
     r.make_workdir("pgvigil-mbench-")
     write = r.write
 
-    datadir = os.path.join(r.tmp, "pgdata")
-    pgport = B.free_port()
-    B.log("initdb")
-    r.run([os.path.join(args.pgbin, "initdb"), "-D", datadir, "-U", B.DB_USER, "-A", "trust", "--no-locale",
-           "-E", "UTF8", "--no-sync"], timeout=120, as_user=True)
-    with open(os.path.join(datadir, "postgresql.auto.conf"), "a") as f:
-        f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {pgport}\nunix_socket_directories = '{r.tmp}'\n"
-                "fsync = off\nlogging_collector = off\nlog_min_messages = warning\n")
-    pglog = open(os.path.join(r.tmp, "postgres.log"), "wb")
-    pg = r.spawn("postgres", [os.path.join(args.pgbin, "postgres"), "-D", datadir], stop_sig=signal.SIGINT,
-                 stdout=pglog)
-    if not B.wait_port(pgport, pg, timeout=60):
-        raise B.Fatal("PostgreSQL did not start")
-    psql = [os.path.join(args.pgbin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", B.DB_USER]
-    r.run(psql + ["-h", r.tmp, "-p", str(pgport), "-d", "postgres", "-c", f"CREATE DATABASE {B.DB_NAME}"],
-          timeout=60)
+    _, pgport, psql = B.start_postgres(r, args.pgbin)
     B.log(f"loading {args.rows} rows x 10 columns")
     r.run(psql + ["-h", r.tmp, "-p", str(pgport), "-d", B.DB_NAME, "-c",
                   "CREATE TABLE wide AS SELECT i AS c1, md5(i::text) AS c2, i * 7 AS c3, "
