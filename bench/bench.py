@@ -612,6 +612,21 @@ def main():
     return run_bounded(args, limit, lambda r: bench(r, args, scen, bins, per_run))
 
 
+def run_script(args, fn):
+    """fn(runner, args) -> rc for the single-purpose scripts (mask_bench, record_instructions):
+    signals become a clean stop, a Fatal an exit status 2, and the work directory is always cleaned up."""
+    r = Runner(args)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda n, f: (_ for _ in ()).throw(Fatal(f"signal {n}")))
+    try:
+        return fn(r, args)
+    except Fatal as e:
+        log(f"ERROR: {e}")
+        return 2
+    finally:
+        r.cleanup()
+
+
 def run_bounded(args, limit, fn):
     """fn(runner) -> rc, with a hard time limit and signals turned into a clean stop;
     everything fn started is stopped and its temporary directory removed afterwards."""

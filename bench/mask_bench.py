@@ -78,16 +78,7 @@ def main():
     args = ap.parse_args()
     args.pgvigil = os.path.abspath(args.pgvigil)
     args.scale, args.duration = 0, 0  # for B.machine_info
-    r = B.Runner(args)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda n, f: (_ for _ in ()).throw(B.Fatal(f"signal {n}")))
-    try:
-        return run(r, args)
-    except B.Fatal as e:
-        B.log(f"ERROR: {e}")
-        return 2
-    finally:
-        r.cleanup()
+    return B.run_script(args, run)
 
 
 def run(r, args):

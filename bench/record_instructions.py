@@ -125,16 +125,7 @@ def main():
     args.pgvigil = os.path.abspath(args.pgvigil)
     if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
         ap.error("valgrind is not installed (apt-get install valgrind)")
-    r = B.Runner(args)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda n, f: (_ for _ in ()).throw(B.Fatal(f"signal {n}")))
-    try:
-        return run(r, args)
-    except B.Fatal as e:
-        B.log(f"ERROR: {e}")
-        return 2
-    finally:
-        r.cleanup()
+    return B.run_script(args, run)
 
 
 if __name__ == "__main__":
