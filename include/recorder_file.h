@@ -4,6 +4,7 @@
  * state (next seq, previous hash), the active .partial file, rotation,
  * retention, fsync and crash repair. Only ever used by one thread at a time
  * (recorder_start, then the writer thread, then recorder_stop after the join).
+ * The JSON text of events is rec_json.h.
  */
 #ifndef PV_RECORDER_FILE_H
 #define PV_RECORDER_FILE_H
@@ -11,6 +12,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include "rec_json.h"
 #include "recorder.h"
 
 #define REC_NAME_MAX 96
@@ -26,28 +28,6 @@ struct rec_slot {
 	struct rec_event *ev;    /* or (fields NULL) an event built as text */
 	usec_t ts;               /* when it was emitted */
 	char type[REC_TYPE_MAX]; /* "" = take "type" from fields (a type too long for here) */
-};
-
-/* A growable byte buffer; oom latches the first allocation failure. */
-struct rec_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-	bool borrowed; /* p is not ours (inline storage): copied to the heap on growth */
-};
-
-struct rec_event {
-	struct rec_buf text; /* the members as "key":value chunks, back to back */
-	size_t n;
-	usec_t ts;        /* when it happened; 0: when emitted */
-	uint64_t keybits; /* keys set, one bit each by prefix: a key set again is rare */
-	bool failed;      /* (kept with the header: one cache line less per event) */
-	struct {
-		const char *key;
-		uint64_t prefix; /* of key, for the writer's sort */
-		uint32_t off, len;
-	} m[REC_EVENT_MEMBERS];
-	char inline_text[384]; /* text's first storage: no second allocation for most events */
 };
 
 struct rec_writer {
@@ -86,17 +66,6 @@ int recw_open_dir(struct rec_writer *w, char *err, size_t errlen);
 int recw_write_batch(struct rec_writer *w, const struct rec_slot *ring, size_t cap, size_t head,
                      size_t n, size_t *done);
 
-/*
- * Serialize fields as a recorded event body: compact JSON with keys sorted
- * (byte-identical to jansson's JSON_COMPACT | JSON_SORT_KEYS) and the envelope
- * keys v, seq, ts, type, prev merged in; reserved keys of fields are skipped.
- * Appends to b; false when out of memory. Exposed for the unit test.
- */
-bool rec_serialize_event(struct rec_buf *b, json_t *fields, const char *type, usec_t ts,
-                         uint64_t seq, const char *prev);
-/* The same for a built event. */
-bool rec_serialize_built(struct rec_buf *b, const struct rec_event *e, const char *type, usec_t ts,
-                         uint64_t seq, const char *prev);
 
 /* Periodic work: fsync interval, time rotation, age retention, pending notes. */
 int recw_tick(struct rec_writer *w, usec_t mono);
