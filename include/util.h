@@ -52,4 +52,7 @@ bool mem_equal_ct(const void *a, const void *b, size_t n);
 /* Fill buf with cryptographically random bytes. false on failure. */
 bool random_bytes(void *buf, size_t n);
 
+/* dst = n bytes of src as lowercase hex, NUL-terminated (dst holds 2n + 1). */
+void hex_encode(const uint8_t *src, size_t n, char *dst);
+
 #endif

@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include "util.h"
 
 #define OID_NAME    19u
 #define OID_TEXT    25u
@@ -167,10 +168,9 @@ static bool mask_hash(const struct mask_spec *spec, const uint8_t *in, size_t le
                       struct pv_buf *out)
 {
 	static const uint8_t empty[1];
-	static const char hex[] = "0123456789abcdef";
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	char txt[2 + 2 * HASH_BYTES];
+	char txt[2 + 2 * HASH_BYTES + 1];
 	size_t klen = spec->key_len < MASK_HASH_KEY_MAX ? spec->key_len : MASK_HASH_KEY_MAX;
 
 	/* HMAC() treats a NULL data pointer specially; never hand it one. */
@@ -179,11 +179,8 @@ static bool mask_hash(const struct mask_spec *spec, const uint8_t *in, size_t le
 		return false;
 	txt[0] = 'h';
 	txt[1] = ':';
-	for (size_t i = 0; i < HASH_BYTES; i++) {
-		txt[2 + 2 * i] = hex[md[i] >> 4];
-		txt[3 + 2 * i] = hex[md[i] & 0xF];
-	}
-	return buf_append(out, txt, sizeof(txt));
+	hex_encode(md, HASH_BYTES, txt + 2);
+	return buf_append(out, txt, sizeof(txt) - 1); /* without the NUL */
 }
 
 static bool is_domain_char(uint8_t c)

@@ -8,6 +8,7 @@
 #include "inspect.h"
 #include "proto.h"
 #include "sqlcomment.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,6 @@
 
 static json_t *hex_json(const uint8_t *v, size_t len, size_t cap)
 {
-	static const char digits[] = "0123456789abcdef";
 	size_t n = len * 2 + 2 > cap ? (cap > 2 ? (cap - 2) / 2 : 0) : len;
 	char *buf = malloc(n * 2 + 3);
 	json_t *j;
@@ -24,10 +24,7 @@ static json_t *hex_json(const uint8_t *v, size_t len, size_t cap)
 		return NULL;
 	buf[0] = '\\';
 	buf[1] = 'x';
-	for (size_t i = 0; i < n; i++) {
-		buf[2 + 2 * i] = digits[v[i] >> 4];
-		buf[3 + 2 * i] = digits[v[i] & 15];
-	}
+	hex_encode(v, n, buf + 2);
 	j = json_stringn(buf, n * 2 + 2);
 	free(buf);
 	return j;

@@ -313,9 +313,9 @@ static void emit_statement(struct rec_client *rc, struct rec_event *ev, uint64_t
 	rec_event_set_ts(ev, sent);
 	if (rc->held)
 		flush_held(rc);
+	/* the timer runs while anything is held (on_hold_timer re-arms it) */
 	if (P->results == REC_RESULTS_NONE ||
-	    (!holders && (!hold_ev || !evtimer_pending(hold_ev, NULL)) &&
-	     !arm_hold_timer(REC_HOLD_USEC))) {
+	    (!(hold_ev && evtimer_pending(hold_ev, NULL)) && !arm_hold_timer(REC_HOLD_USEC))) {
 		emit(rc, "statement", ev);
 		return;
 	}

@@ -40,7 +40,6 @@ bool rec_hash_hex(const char *key, const void *data, size_t len, char *out)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	static const char hex[] = "0123456789abcdef";
 
 	if (key) {
 		if (!HMAC(EVP_sha256(), key, (int)strlen(key), data, len, md, &mdlen))
@@ -50,11 +49,7 @@ bool rec_hash_hex(const char *key, const void *data, size_t len, char *out)
 	}
 	if (mdlen != REC_HASH_HEX_LEN / 2)
 		return false;
-	for (unsigned int i = 0; i < mdlen; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[REC_HASH_HEX_LEN] = '\0';
+	hex_encode(md, mdlen, out);
 	return true;
 }
 
@@ -160,8 +155,6 @@ static void add_note(struct rec_writer *w, const char *type, json_t *fields)
 /* SHA-256 on the writer's reused context, or HMAC (rec_hash_hex) with a key. */
 static bool hash_body(struct rec_writer *w, const char *body, size_t len, char *out)
 {
-	static const char hex[] = "0123456789abcdef";
-	static _Thread_local char pairs[256][2]; /* byte -> two hex digits, made once */
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
@@ -170,12 +163,7 @@ static bool hash_body(struct rec_writer *w, const char *body, size_t len, char *
 	if (!EVP_DigestInit_ex(w->mdctx, w->md, NULL) || !EVP_DigestUpdate(w->mdctx, body, len) ||
 	    !EVP_DigestFinal_ex(w->mdctx, md, &mdlen) || mdlen != REC_HASH_HEX_LEN / 2)
 		return false;
-	if (!pairs[255][0])
-		for (int i = 0; i < 256; i++)
-			pairs[i][0] = hex[i >> 4], pairs[i][1] = hex[i & 15];
-	for (unsigned int i = 0; i < mdlen; i++)
-		memcpy(out + 2 * i, pairs[md[i]], 2);
-	out[REC_HASH_HEX_LEN] = '\0';
+	hex_encode(md, mdlen, out);
 	return true;
 }
 

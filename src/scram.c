@@ -45,17 +45,6 @@ static bool hmac256(const uint8_t *key, size_t keylen, const void *data, size_t 
 	return HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &olen) && olen == SCRAM_KEY_LEN;
 }
 
-static void hex_encode(const uint8_t *src, size_t n, char *dst)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		dst[2 * i] = hex[src[i] >> 4];
-		dst[2 * i + 1] = hex[src[i] & 15];
-	}
-	dst[2 * n] = '\0';
-}
-
 /* out = "md5" + hex(md5(data)), or "" if MD5 is unavailable (e.g. FIPS mode). */
 /*
  * OpenSSL 3 looks an algorithm up in its provider tables on every use of

@@ -134,3 +134,14 @@ bool random_bytes(void *buf, size_t n)
 	avail -= n;
 	return true;
 }
+
+void hex_encode(const uint8_t *src, size_t n, char *dst)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		dst[2 * i] = hex[src[i] >> 4];
+		dst[2 * i + 1] = hex[src[i] & 15];
+	}
+	dst[2 * n] = '\0';
+}
