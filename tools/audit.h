@@ -31,8 +31,12 @@ struct audit_dir {
 int audit_list(const char *dir, struct audit_dir *out);
 void audit_dir_free(struct audit_dir *d);
 
-/* Read a file's lines. -1 on I/O error or out of memory. */
-int audit_read_lines(const char *path, struct audit_line **lines, size_t *n);
+/*
+ * Read a file's lines. A .partial file that pgvigil renamed to its final name
+ * since the directory was listed (rotation, on a live directory) is read under
+ * that name. -1 on I/O error or out of memory.
+ */
+int audit_read_file(const struct audit_file *f, struct audit_line **lines, size_t *n);
 void audit_lines_free(struct audit_line *lines, size_t n);
 
 /* verify: 0 intact, 1 broken (first break reported on stdout), 2 usage / I/O error. */

@@ -42,7 +42,7 @@ static int collect_deleted(const struct audit_dir *d, json_t *deleted)
 		struct audit_line *lines;
 		size_t n;
 
-		if (audit_read_lines(d->files[i].path, &lines, &n) < 0)
+		if (audit_read_file(&d->files[i], &lines, &n) < 0)
 			return -1;
 		for (size_t j = 0; j < n; j++) {
 			json_t *ev = parse_line(&lines[j]), *del, *it;
@@ -177,7 +177,7 @@ static int verify_file(struct chain *c, const struct audit_file *f, uint64_t *ev
 	size_t n;
 	int rc = 0;
 
-	if (audit_read_lines(f->path, &lines, &n) < 0) {
+	if (audit_read_file(f, &lines, &n) < 0) {
 		fprintf(stderr, "pgvigil-audit: cannot read %s\n", f->path);
 		return 2;
 	}

@@ -135,9 +135,25 @@ void audit_dir_free(struct audit_dir *d)
 	d->n = 0;
 }
 
-int audit_read_lines(const char *path, struct audit_line **lines, size_t *n)
+/* f's stream: its listed path, or its final name when pgvigil renamed the .partial meanwhile. */
+static FILE *open_audit_file(const struct audit_file *file)
 {
-	FILE *f = fopen(path, "r");
+	size_t len = strlen(file->path);
+	FILE *f = fopen(file->path, "r");
+	char *final;
+
+	if (f || errno != ENOENT || len <= 8 || strcmp(file->path + len - 8, ".partial") != 0)
+		return f;
+	if (!(final = strndup(file->path, len - 8)))
+		return NULL;
+	f = fopen(final, "r");
+	free(final);
+	return f;
+}
+
+int audit_read_file(const struct audit_file *file, struct audit_line **lines, size_t *n)
+{
+	FILE *f = open_audit_file(file);
 	char *buf = NULL;
 	size_t cap = 0, lcap = 0;
 	ssize_t len;
@@ -196,7 +212,7 @@ static int each_event(const char *dir, int (*fn)(json_t *ev, void *arg), void *a
 		struct audit_line *lines;
 		size_t n;
 
-		if (audit_read_lines(d.files[i].path, &lines, &n) < 0) {
+		if (audit_read_file(&d.files[i], &lines, &n) < 0) {
 			fprintf(stderr, "pgvigil-audit: cannot read %s\n", d.files[i].path);
 			rc = 2;
 			break;
